@@ -7,8 +7,9 @@ ends stdout and stderr with a marker line carrying a per-sandbox random nonce an
 fork, not a process spawn or a `docker exec`.
 
 On timeout the host interrupts the driver (SIGUSR1); the driver's trap kills every process
-in the sandbox but itself (`kill -9 -1` inside the sandbox's PID namespace) until none is
-left, so no orphan survives, fork bombs included.
+of the agent's uid in the sandbox but itself (`kill -9 -1` inside the sandbox's PID
+namespace), repeating until /proc shows none alive, so no orphan survives, fork bombs
+included. The check uses shell builtins only, so it works when no process can be forked.
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ export HOME=/workspace USER=agent LOGNAME=agent LANG=C.UTF-8 TERM=dumb
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
 __sbx_n={nonce}
 {ulimits}
-__sbx_stop() {{ while kill -9 -1; do :; done; }}
+__sbx_alive() {{
+  local d k v
+  for d in /proc/[0-9]*; do
+    {{ [ "${{d#/proc/}}" = "$$" ] || [ ! -O "$d" ]; }} && continue
+    while IFS=$'\t' read -r k v; do
+      [ "$k" = State: ] && {{ [ "${{v:0:1}}" = Z ] || return 0; break; }}
+    done < "$d/status"
+  done
+  return 1
+}}
+__sbx_stop() {{ kill -9 -1; while __sbx_alive; do kill -9 -1; done; }}
 trap __sbx_stop USR1
 printf '%sR%d\n' "$__sbx_n" "$$"
 while IFS= read -r -d '' __sbx_c; do
