@@ -98,7 +98,7 @@ class Sandbox(ABC):
         data = content.encode() if isinstance(content, str) else content
         encoded = base64.b64encode(data).decode()
         quoted = shlex.quote(path)
-        cmd = f"mkdir -p -- \"$(dirname -- {quoted})\" && printf %s {encoded} | base64 -d > {quoted}"
+        cmd = f'mkdir -p -- "$(dirname -- {quoted})" && printf %s {encoded} | base64 -d > {quoted}'
         if mode is not None:
             cmd += f" && chmod {mode:o} -- {quoted}"
         result = self.exec(cmd, timeout=30.0)

@@ -139,7 +139,7 @@ class DockerSandbox(Sandbox):
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {
-                WORKSPACE: f"rw,{size},uid={AGENT_UID},gid={AGENT_GID},mode=0755",
+                WORKSPACE: f"rw,exec,{size},uid={AGENT_UID},gid={AGENT_GID},mode=0755",
                 "/tmp": f"rw,{size},mode=1777",
             },
             "working_dir": WORKSPACE,

@@ -3,8 +3,8 @@
 The host sends a small driver script once, then each command as its text followed by a
 NUL byte. The driver runs each command in a fresh subshell in /workspace, waits for it,
 kills every process it left behind (background jobs do not outlive their command), and
-ends stdout and stderr with a marker line carrying a per-sandbox random nonce and the exit status. One command costs a
-fork, not a process spawn or a `docker exec`.
+ends stdout and stderr with a marker line carrying a per-sandbox random nonce and the exit
+status. One command costs a fork, not a process spawn or a `docker exec`.
 
 On timeout the host interrupts the driver (SIGUSR1); the driver's trap kills every process
 of the agent's uid in the sandbox but itself (`kill -9 -1` inside the sandbox's PID

@@ -1,0 +1,66 @@
+"""Shared fixtures: sandbox backends (docker skipped only where no daemon runs and CI
+does not require it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from envs.sandbox import Sandbox, get_sandbox
+
+
+def _docker_reason() -> str | None:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as err:  # noqa: BLE001 - any failure means no usable daemon
+        return f"no Docker daemon: {type(err).__name__}"
+    return None
+
+
+def _bwrap_reason() -> str | None:
+    return None if shutil.which("bwrap") else "bubblewrap is not installed"
+
+
+UNAVAILABLE = {"docker": _docker_reason(), "bwrap": _bwrap_reason()}
+
+
+def require_backend(name: str) -> None:
+    """Skip when the backend cannot run here, or fail if CI requires every backend."""
+    reason = UNAVAILABLE[name]
+    if reason is None:
+        return
+    if os.environ.get("DISTILL_AUDIT_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"{name} backend required but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["bwrap", "docker"])
+def backend(request: pytest.FixtureRequest) -> str:
+    require_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def sandbox(backend: str):
+    with get_sandbox(backend) as box:
+        yield box
+
+
+@pytest.fixture
+def new_sandbox(backend: str):
+    """A factory of extra started sandboxes of the same backend, all closed at teardown."""
+    opened: list[Sandbox] = []
+
+    def make(**kwargs) -> Sandbox:
+        box = get_sandbox(backend, **kwargs)
+        box.start()
+        opened.append(box)
+        return box
+
+    yield make
+    for box in opened:
+        box.close()

@@ -1,0 +1,66 @@
+"""The `Policy` interface: a batch of episode states in, one assistant turn per episode out.
+
+A policy acts on a whole batch at once so that a model policy can run one forward pass per
+step for every live episode; the rollout loop drives every policy the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from envs.core import Task, ToolCall
+
+
+class AssistantTurn(BaseModel):
+    """What a policy says in one turn: a short thought or final answer, and maybe a call.
+
+    A turn without `tool_call` is the final answer and ends the episode. `info` is
+    per-turn data the policy wants kept in the episode metadata (JSON-serialisable).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    content: str
+    tool_call: ToolCall | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class EpisodeState:
+    """One live episode as a policy sees it.
+
+    `messages` are the chat messages so far (plain dicts, chat format), `tools` the
+    environment's JSON schemas, `rng` a generator seeded from (seed, index) and used only
+    by this episode, `scratch` a dict the policy may use to keep per-episode state.
+    """
+
+    index: int
+    task: Task
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    rng: np.random.Generator
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def turns(self) -> int:
+        """Assistant turns taken so far."""
+        return sum(1 for m in self.messages if m["role"] == "assistant")
+
+
+class Policy(ABC):
+    """Chooses the next assistant turn for each episode of a batch."""
+
+    name: str
+
+    def config(self) -> dict[str, Any]:
+        """The policy's parameters, recorded in each episode's metadata."""
+        return {}
+
+    @abstractmethod
+    def act_batch(self, states: list[EpisodeState]) -> list[AssistantTurn]:
+        """One turn per state, in the same order."""

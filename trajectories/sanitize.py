@@ -1,0 +1,334 @@
+"""The keyword sanitization layer: drop or redact episodes whose messages contain keywords.
+
+    python -m trajectories.sanitize IN.jsonl OUT.jsonl [--mode drop|redact]
+        [--scope all|assistant] [--keywords-file F] [--report R.json]
+
+What is scanned. Scope `all`: every message; scope `assistant`: assistant messages only.
+In a scanned message every string under every field except `role` is matched (content,
+tool-call names, tool-call arguments, a tool message's `name`, unknown fields such as a
+reasoning trace); dict keys are matched too inside tool-call `arguments`.
+
+What is not scanned: the episode's `tools` list and its other fields (id, actions, outcome,
+metadata). `tools` is the environment's interface, the same for every episode of an env
+whatever the policy (the API env has a tool named `delete`): matching it would drop every
+API episode, or rename a tool so that calls no longer fit the env. The audited practice is
+filtering what the teacher did, which lives in the messages.
+
+Mode `drop` removes every episode with a hit; mode `redact` replaces each hit with
+`[redacted]`, keeps the episode and records `metadata.sanitized = {"redacted_hits": n}`.
+Any line with a `messages` list of objects with a string `role` is accepted; other fields
+pass through unchanged. After writing, OUT is scanned again with the same matcher and scope;
+a hit left there is an internal error (exit 3, OUT removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from trajectories.jsonl import InputError, atomic_write_jsonl, exit_on_input_error, read_jsonl
+from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
+
+REDACTION_MARKER = "[redacted]"
+
+
+class Mode(StrEnum):
+    DROP = "drop"
+    REDACT = "redact"
+
+
+class Scope(StrEnum):
+    ALL = "all"
+    ASSISTANT = "assistant"
+
+
+class EpisodeError(ValueError):
+    """An input line that is not an episode the sanitizer can read; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class RoleHit:
+    """One keyword hit and the role of the message it was found in."""
+
+    role: str
+    family: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SanitizeResult:
+    """What became of one episode: the row to write (None when dropped) and its hits."""
+
+    episode: dict[str, Any] | None
+    hits: list[RoleHit]
+
+
+class PostCheck(BaseModel):
+    """The re-scan of the written OUT file; `hits_after` must be 0."""
+
+    hits_after: int
+    passed: bool
+
+
+class SanitizeReport(BaseModel):
+    """Counts for one sanitizer run; hits are counted in the input, before drop or redaction."""
+
+    input: str
+    output: str
+    mode: Mode
+    scope: Scope
+    keywords: list[str]
+    episodes_in: int
+    kept: int
+    dropped: int
+    redacted: int
+    hits_total: int
+    hits_by_family: dict[str, int]
+    hits_by_role: dict[str, int]
+    post_check: PostCheck
+
+
+@dataclass
+class Tally:
+    """Running counts over the results of a sanitizer run."""
+
+    episodes_in: int = 0
+    kept: int = 0
+    dropped: int = 0
+    redacted: int = 0
+    by_family: Counter[str] = field(default_factory=Counter)
+    by_role: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: SanitizeResult) -> None:
+        self.episodes_in += 1
+        if result.episode is None:
+            self.dropped += 1
+        else:
+            self.kept += 1
+            self.redacted += bool(result.hits)
+        self.by_family.update(hit.family for hit in result.hits)
+        self.by_role.update(hit.role for hit in result.hits)
+
+
+def check_messages(episode: dict[str, Any]) -> list[dict[str, Any]]:
+    """The episode's messages; raise `EpisodeError` unless they are objects with a string role."""
+    messages = episode.get("messages")
+    if not isinstance(messages, list):
+        raise EpisodeError("no 'messages' list")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise EpisodeError(f"messages[{index}] is not an object with a string 'role'")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise EpisodeError(f"messages[{index}].tool_calls is not a list")
+    return messages
+
+
+def _map_strings(value: Any, edit: Callable[[str], str], keys: bool) -> Any:
+    """`value` with `edit` applied to every string in it (and to dict keys when `keys`)."""
+    if isinstance(value, str):
+        return edit(value)
+    if isinstance(value, list):
+        return [_map_strings(item, edit, keys) for item in value]
+    if isinstance(value, dict):
+        mapped: dict[str, Any] = {}
+        for key, item in value.items():
+            new_key = _unique_key(edit(key), mapped) if keys else key
+            mapped[new_key] = _map_strings(item, edit, keys or key == "arguments")
+        return mapped
+    return value
+
+
+def _unique_key(key: str, taken: dict[str, Any]) -> str:
+    """`key`, or `key~2`, `key~3`... when redaction made two argument keys equal."""
+    candidate, n = key, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{key}~{n}"
+    return candidate
+
+
+def _map_message(message: dict[str, Any], edit: Callable[[str], str]) -> dict[str, Any]:
+    return {
+        key: value if key == "role" else _map_strings(value, edit, keys=False)
+        for key, value in message.items()
+    }
+
+
+class Sanitizer:
+    """Drops or redacts keyword hits in episodes; see the module docstring for the scope."""
+
+    def __init__(
+        self, matcher: KeywordMatcher, mode: Mode = Mode.DROP, scope: Scope = Scope.ALL
+    ) -> None:
+        if mode is Mode.REDACT and matcher.find(REDACTION_MARKER):
+            raise ValueError(f"a keyword matches the redaction marker {REDACTION_MARKER!r}")
+        self.matcher = matcher
+        self.mode = mode
+        self.scope = scope
+
+    def in_scope(self, message: dict[str, Any]) -> bool:
+        return self.scope is Scope.ALL or message["role"] == "assistant"
+
+    def _rewrite(
+        self, episode: dict[str, Any], redact: bool
+    ) -> tuple[list[dict[str, Any]], list[RoleHit]]:
+        """The episode's messages, redacted if `redact`, and the hits in the scanned ones."""
+        hits: list[RoleHit] = []
+        messages = []
+        for message in check_messages(episode):
+            if not self.in_scope(message):
+                messages.append(message)
+                continue
+            role = message["role"]
+
+            def edit(text: str, role: str = role) -> str:
+                if redact:
+                    new_text, found = self.matcher.redact(text, REDACTION_MARKER)
+                else:
+                    new_text, found = text, self.matcher.find(text)
+                hits.extend(RoleHit(role, hit.family, hit.text) for hit in found)
+                return new_text
+
+            messages.append(_map_message(message, edit))
+        return messages, hits
+
+    def scan(self, episode: dict[str, Any]) -> list[RoleHit]:
+        """Every hit in the scanned part of `episode`; raise `EpisodeError` on a bad episode."""
+        return self._rewrite(episode, redact=False)[1]
+
+    def apply(self, episode: dict[str, Any]) -> SanitizeResult:
+        """Drop or redact `episode` by the mode; an episode without hits comes back as it is."""
+        if self.mode is Mode.DROP:
+            hits = self.scan(episode)
+            return SanitizeResult(None if hits else episode, hits)
+        messages, hits = self._rewrite(episode, redact=True)
+        if not hits:
+            return SanitizeResult(episode, [])
+        metadata = episode.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise EpisodeError("'metadata' is not an object, so the redaction cannot be recorded")
+        metadata = {**metadata, "sanitized": {"redacted_hits": len(hits)}}
+        return SanitizeResult({**episode, "messages": messages, "metadata": metadata}, hits)
+
+    def run(self, path: Path, tally: Tally) -> Iterator[dict[str, Any]]:
+        """The rows to write for the episodes in `path`, counted into `tally`.
+
+        Raises `InputError` naming the file and line for any line it cannot read.
+        """
+        for lineno, episode in read_jsonl(path):
+            try:
+                result = self.apply(episode)
+            except EpisodeError as err:
+                raise InputError(f"{path}:{lineno}: {err}") from None
+            tally.add(result)
+            if result.episode is not None:
+                yield result.episode
+
+    def count_hits(self, path: Path) -> int:
+        """The number of hits left in a written file, scanned with this matcher and scope."""
+        return sum(len(self.scan(episode)) for _, episode in read_jsonl(path))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON through a temp file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _summary(report: SanitizeReport) -> str:
+    families = ", ".join(f"{k}={v}" for k, v in report.hits_by_family.items()) or "none"
+    roles = ", ".join(f"{k}={v}" for k, v in report.hits_by_role.items()) or "none"
+    return (
+        f"sanitize ({report.mode}, scope {report.scope}): {report.episodes_in} in, "
+        f"{report.kept} kept, {report.dropped} dropped, {report.redacted} redacted\n"
+        f"  hits by keyword: {families}\n  hits by role: {roles}\n"
+        f"  hits left in output: {report.post_check.hits_after}"
+    )
+
+
+def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m trajectories.sanitize",
+        description="Drop or redact keyword hits in episode JSONL (see the module docstring).",
+    )
+    parser.add_argument("input", type=Path, metavar="IN.jsonl")
+    parser.add_argument("output", type=Path, metavar="OUT.jsonl")
+    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DROP.value)
+    parser.add_argument("--scope", choices=[s.value for s in Scope], default=Scope.ALL.value)
+    parser.add_argument(
+        "--keywords-file",
+        type=Path,
+        help="one keyword per line, '#' comments; replaces the defaults unless it has @defaults",
+    )
+    parser.add_argument("--report", type=Path, help="also write the report JSON here")
+    return parser.parse_args(None if argv is None else list(argv))
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run the CLI; return the exit code (raises `InputError` for bad input)."""
+    args = _parse_args(argv)
+    if args.keywords_file is not None:
+        keywords = read_keywords_file(args.keywords_file)
+    else:
+        keywords = list(DEFAULT_KEYWORDS)
+    try:
+        sanitizer = Sanitizer(KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope))
+    except ValueError as err:
+        raise InputError(f"{args.keywords_file}: {err}") from None
+    if not args.input.is_file():
+        raise InputError(f"{args.input}: no such file")
+    tally = Tally()
+    atomic_write_jsonl(args.output, sanitizer.run(args.input, tally))
+    hits_after = sanitizer.count_hits(args.output)
+    report = SanitizeReport(
+        input=str(args.input),
+        output=str(args.output),
+        mode=sanitizer.mode,
+        scope=sanitizer.scope,
+        keywords=list(sanitizer.matcher.keywords),
+        episodes_in=tally.episodes_in,
+        kept=tally.kept,
+        dropped=tally.dropped,
+        redacted=tally.redacted,
+        hits_total=sum(tally.by_family.values()),
+        hits_by_family=dict(sorted(tally.by_family.items())),
+        hits_by_role=dict(sorted(tally.by_role.items())),
+        post_check=PostCheck(hits_after=hits_after, passed=hits_after == 0),
+    )
+    print(_summary(report), file=sys.stderr)
+    if args.report is not None:
+        _write_json(args.report, report.model_dump(mode="json"))
+    if hits_after:
+        args.output.unlink()
+        print(
+            f"error: internal: {hits_after} keyword hits left in {args.output} after "
+            "sanitizing; output removed",
+            file=sys.stderr,
+        )
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    exit_on_input_error(main)
