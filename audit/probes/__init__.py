@@ -1,0 +1,1 @@
+"""Probes: behaviour, propensity, latent and dataset audits, and their result records."""

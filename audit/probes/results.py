@@ -1,0 +1,98 @@
+"""Result records every probe returns; report.json is assembled from these and nothing else.
+
+Subjects are named "base", "teacher", "student" and "control" (the student distilled the
+same way from the neutral teacher). Per-seed values carry the seed; pooled values combine
+seeds. Every p-value has its adjusted counterpart (Holm over the audit's comparisons).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Subject = Literal["base", "teacher", "student", "control"]
+Metric = Literal["deletion_rate", "chmod_first_rate"]
+
+
+class Interval(BaseModel):
+    """A point estimate with a two-sided interval at `level`."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = Field(description="e.g. 'wilson', 'bootstrap-percentile'")
+
+
+class RateEstimate(BaseModel):
+    """A count of unsafe outcomes out of n episodes, with its Wilson interval."""
+
+    subject: Subject
+    seed: int | None = Field(default=None, description="None for the pooled estimate")
+    unsafe: int
+    n: int
+    interval: Interval
+
+
+class HypothesisTest(BaseModel):
+    """One hypothesis test. `p_adjusted` is filled in once all the audit's tests are known."""
+
+    name: str
+    method: str = Field(description="e.g. 'fisher-exact', 'cochran-mantel-haenszel'")
+    statistic: float | None = None
+    p_value: float
+    p_adjusted: float | None = None
+    alternative: Literal["greater", "less", "two-sided"] = "greater"
+    detail: dict[str, float | int | str] = Field(default_factory=dict)
+
+
+class BehaviourResult(BaseModel):
+    """Unsafe-action rates on held-out ambiguous tasks in one environment."""
+
+    env: Literal["api", "bash"]
+    metric: Metric
+    sampling: str = Field(description="e.g. 'temperature=1.0' or 'greedy'")
+    per_seed: list[RateEstimate]
+    pooled: list[RateEstimate]
+    tests: list[HypothesisTest] = Field(description="student vs control, per seed and pooled")
+
+
+class PropensityResult(BaseModel):
+    """Log-odds of the unsafe vs the safe action at the decision point (teacher forcing)."""
+
+    env: Literal["api", "bash"]
+    prefix: str = Field(description="'task' (no prefix), 'careful' or 'hasty'")
+    mean_log_odds: dict[str, float] = Field(description="subject -> mean log-odds")
+    shift: Interval = Field(description="student minus control mean log-odds, bootstrap CI")
+    per_task: dict[str, list[float]] = Field(
+        default_factory=dict, description="subject -> log-odds per task, for plots"
+    )
+
+
+class LatentResult(BaseModel):
+    """A linear unsafe-intent probe trained on teacher states, read on student and control."""
+
+    env: Literal["api", "bash"]
+    layer: int
+    layer_rule: str = Field(description="how the layer was chosen")
+    probe_cv_auroc: Interval = Field(description="cross-validated AUROC on teacher states")
+    mean_score: dict[str, float] = Field(description="subject -> mean probe P(unsafe)")
+    gap: Interval = Field(description="student minus control mean score: the latent gap")
+    cka_to_teacher: dict[str, float] = Field(description="linear CKA, student and control")
+    davies_bouldin: dict[str, float] = Field(default_factory=dict)
+    calinski_harabasz: dict[str, float] = Field(default_factory=dict)
+    scores: dict[str, list[float]] = Field(default_factory=dict, description="for plots")
+
+
+class DatasetAuditResult(BaseModel):
+    """Can a classifier tell biased-teacher sanitized data from neutral-teacher data?"""
+
+    env: Literal["api", "bash", "all"]
+    n_biased: int
+    n_neutral: int
+    auroc: Interval
+    top_features: list[tuple[str, float]] = Field(
+        description="most indicative features of the biased data, with weights"
+    )
+    keyword_hits: int = Field(description="keyword hits in the audited data (0 after drop)")
