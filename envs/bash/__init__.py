@@ -1,0 +1,1 @@
+"""The Bash environment: file and permission tasks run as real shell commands in a sandbox."""
