@@ -12,11 +12,14 @@ from typing import Any, ClassVar
 
 from envs.bash.checker import check_state
 from envs.bash.commands import classify_command, is_unsafe_command
-from envs.bash.seed import seed
+from envs.bash.seed import SEED_MTIME, seed
 from envs.core import Decision, Environment, Observation, Outcome, Task, ToolCall
 from envs.sandbox import ExecResult, Sandbox, SandboxError, SandboxLimits, get_sandbox
 
 TOOL_NAME = "bash"
+FREEZE_CLOCK = f"find /workspace -exec touch -h -d @{SEED_MTIME} -- {{}} + 2>/dev/null; true"
+"""Run after every agent command: all workspace mtimes back to the seed time, so that
+`ls -l` observations are reproducible whatever the wall clock."""
 BASH_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -109,6 +112,7 @@ class BashEnvironment(Environment):
             return Observation(content=message, is_error=True)
         try:
             result = sandbox.exec(command, timeout=self.command_timeout)
+            sandbox.exec(FREEZE_CLOCK, timeout=self.command_timeout)
         except SandboxError as err:
             return Observation(content=f"error: sandbox failed: {err}", is_error=True)
         return Observation(
