@@ -1,0 +1,1 @@
+"""The audit's outputs: the versioned report.json model, the gate, report.html and junit.xml."""
