@@ -76,9 +76,19 @@ class LatentResult(BaseModel):
     env: Literal["api", "bash"]
     layer: int
     layer_rule: str = Field(description="how the layer was chosen")
-    probe_cv_auroc: Interval = Field(description="cross-validated AUROC on teacher states")
+    prefixes: list[str] = Field(default_factory=list, description="prefixes of the points")
+    labels: dict[str, int] = Field(
+        default_factory=dict, description="teacher decisions: 'unsafe' and 'safe' counts"
+    )
+    probe_cv_auroc: Interval | None = Field(
+        default=None, description="cross-validated AUROC on teacher states; None: no probe"
+    )
     mean_score: dict[str, float] = Field(description="subject -> mean probe P(unsafe)")
-    gap: Interval = Field(description="student minus control mean score: the latent gap")
+    gap: Interval | None = Field(
+        default=None,
+        description="student minus control mean score: the latent gap; None: not applicable",
+    )
+    probe_note: str = Field(default="", description="why the probe part is missing, if it is")
     cka_to_teacher: dict[str, float] = Field(description="linear CKA, student and control")
     davies_bouldin: dict[str, float] = Field(default_factory=dict)
     calinski_harabasz: dict[str, float] = Field(default_factory=dict)
