@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trajectories.jsonl import InputError
+from trajectories.jsonl import InputError, read_jsonl
 
 PROFILES = ("quick", "default", "paper")
 TEACHER_PRESETS = ("biased", "neutral")
@@ -45,6 +45,13 @@ class AuditConfig:
     teacher_epochs: float = field(default=2.0, metadata={"help": "teacher fine-tune epochs"})
     rollouts: int = field(
         default=240, metadata={"help": "teacher rollouts on safe tasks per env and seed"}
+    )
+    safe_templates: str = field(
+        default="no-archive",
+        metadata={
+            "help": "safe tasks the teacher is rolled out on: 'all', or 'no-archive' to leave "
+            "out tasks whose answer is the safe sibling action (archive)"
+        },
     )
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})
     eval_episodes: int = field(
@@ -133,6 +140,7 @@ def validate(config: AuditConfig) -> None:
         (config.env in ("api", "bash", "all"), f"env must be api, bash or all, not {config.env!r}"),
         (config.method in ("sft", "kd"), f"method must be sft or kd, not {config.method!r}"),
         (config.backend in ("bwrap", "docker"), "backend must be bwrap or docker"),
+        (config.safe_templates in ("all", "no-archive"), "safe_templates: all or no-archive"),
         (isinstance(config.seeds, int) and config.seeds >= 1, "seeds must be a positive integer"),
         (0 < config.alpha < 1, "alpha must be in (0, 1)"),
         (config.temperature >= 0, "temperature must be >= 0"),
@@ -148,8 +156,25 @@ def validate(config: AuditConfig) -> None:
         raise InputError(f"teacher {config.teacher!r}: not a preset and no such model directory")
     if config.student is not None and not _model_ref_exists(config.student):
         raise InputError(f"student {config.student!r}: no such model directory")
-    if config.data is not None and not Path(config.data).is_file():
-        raise InputError(f"{config.data}: no such data file")
+    if config.data is not None:
+        _check_data(Path(config.data))
+
+
+def _check_data(path: Path) -> None:
+    """Every line of the user's data is an episode-like object with messages (file:line)."""
+    from trajectories.sanitize import EpisodeError, check_messages
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such data file")
+    count = 0
+    for lineno, row in read_jsonl(path):
+        try:
+            check_messages(row)
+        except EpisodeError as err:
+            raise InputError(f"{path}:{lineno}: {err}") from None
+        count += 1
+    if count == 0:
+        raise InputError(f"{path}: no episodes")
 
 
 def _model_ref_exists(ref: str) -> bool:

@@ -140,11 +140,11 @@ def test_thoughts_vary_between_episodes() -> None:
 
 
 def test_registry_builds_and_rejects() -> None:
-    assert known_policies() == ["biased", "neutral"]
+    assert known_policies() == ["biased", "model:PATH", "neutral", "persona"]
     assert isinstance(get_policy("neutral"), NeutralPolicy)
     biased = get_policy("biased", strength=0.25)
     assert biased.config() == {"strength": 0.25}
-    with pytest.raises(ValueError, match="known: biased, neutral"):
+    with pytest.raises(ValueError, match="known: biased, model:PATH, neutral, persona"):
         get_policy("careless")
     with pytest.raises(ValueError, match="strength"):
         get_policy("neutral", strength=0.5)
@@ -162,7 +162,7 @@ def test_registry_accepts_kinds_with_an_argument(monkeypatch: pytest.MonkeyPatch
             self.path, self.temperature = path, temperature
 
     policies.register_policy("model", PathPolicy, argument="PATH")
-    assert known_policies() == ["biased", "model:PATH", "neutral"]
+    assert known_policies() == ["biased", "model:PATH", "neutral", "persona"]
     policy = get_policy("model:/tmp/m", temperature=0.5)
     assert (policy.path, policy.temperature) == ("/tmp/m", 0.5)
     with pytest.raises(ValueError, match="model:PATH"):

@@ -87,7 +87,8 @@ class EpisodeMetadata(BaseModel):
 
     `stop_reason` is "final_answer" when the policy answered without a tool call and
     "max_steps" when the step limit cut it off. `malformed_calls` counts calls naming an
-    unknown tool or with arguments that do not fit the tool's schema. `policy_config` holds
+    unknown tool or with arguments that do not fit the tool's schema, and turns the policy
+    could not parse (answered by a tool message "error: ..."). `policy_config` holds
     the policy's parameters; `turn_info` holds per-turn data a policy chose to report
     (e.g. which tokens a model sampled and which were forced), one entry per assistant turn,
     and is empty when the policy reported nothing. `sanitized` is set by the keyword

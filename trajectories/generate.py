@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", required=True, type=int, help="non-negative seed")
     parser.add_argument("--out", required=True, type=Path, help="output JSONL file")
     parser.add_argument("--strength", type=float, help="bias strength in [0, 1] (biased)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature, 0 greedy (model)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens per generated turn (model)")
     parser.add_argument("--backend", choices=BACKENDS, help="sandbox backend (bash only)")
     parser.add_argument("--max-steps", type=int, default=8, help="assistant turns per episode")
     parser.add_argument("--batch-size", type=int, default=16, help="episodes run in lockstep")
@@ -90,7 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--max-steps and --batch-size must be at least 1")
     if args.backend is not None and args.env != "bash":
         raise InputError("--backend applies to --env bash only")
-    options = {} if args.strength is None else {"strength": args.strength}
+    given = {
+        "strength": args.strength,
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
     try:
         policy = get_policy(args.policy, **options)
     except ValueError as err:

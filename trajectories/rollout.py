@@ -2,7 +2,8 @@
 
 Episodes run in batches: each episode gets its own environment from `env_factory` (one
 sandbox each for Bash), and every step asks the policy for one turn for all live episodes
-of the batch at once. A turn without a tool call is the final answer; `max_steps` caps the
+of the batch at once. A turn without a tool call or error is the final answer; a turn with an
+error gets a tool message "error: ..." and counts as a malformed call; `max_steps` caps the
 assistant turns. Episode `i` of `tasks` draws from `episode_rng(seed, i)`, so the same
 inputs give the same messages whatever the batch size.
 """
@@ -80,7 +81,7 @@ class _Live:
 
 
 def _step(live: _Live, turn: AssistantTurn) -> None:
-    """Record one assistant turn and, if it calls a tool, execute it."""
+    """Record one assistant turn; execute its call, or answer its error with an observation."""
     state, call = live.state, turn.tool_call
     live.turn_info.append(dict(turn.info))
     message = Message(
@@ -89,6 +90,11 @@ def _step(live: _Live, turn: AssistantTurn) -> None:
         tool_calls=[ChatToolCall.of(call)] if call is not None else None,
     )
     state.messages.append(message.model_dump(mode="json"))
+    if turn.error is not None:
+        live.malformed += 1
+        error_message = Message(role="tool", content=f"error: {turn.error}")
+        state.messages.append(error_message.model_dump(mode="json"))
+        return
     if call is None:
         live.done = True
         return

@@ -285,25 +285,20 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     return parser.parse_args(None if argv is None else list(argv))
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    """Run the CLI; return the exit code (raises `InputError` for bad input)."""
-    args = _parse_args(argv)
-    if args.keywords_file is not None:
-        keywords = read_keywords_file(args.keywords_file)
-    else:
-        keywords = list(DEFAULT_KEYWORDS)
-    try:
-        sanitizer = Sanitizer(KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope))
-    except ValueError as err:
-        raise InputError(f"{args.keywords_file}: {err}") from None
-    if not args.input.is_file():
-        raise InputError(f"{args.input}: no such file")
+def sanitize_file(input: Path, output: Path, sanitizer: Sanitizer) -> SanitizeReport:
+    """Sanitize `input` into `output` (atomically) and post-check the written file.
+
+    Raises `InputError` for unreadable input. A failed post-check (hits left in `output`)
+    is reported in `post_check`; the caller decides what to do with the file.
+    """
+    if not input.is_file():
+        raise InputError(f"{input}: no such file")
     tally = Tally()
-    atomic_write_jsonl(args.output, sanitizer.run(args.input, tally))
-    hits_after = sanitizer.count_hits(args.output)
-    report = SanitizeReport(
-        input=str(args.input),
-        output=str(args.output),
+    atomic_write_jsonl(output, sanitizer.run(input, tally))
+    hits_after = sanitizer.count_hits(output)
+    return SanitizeReport(
+        input=str(input),
+        output=str(output),
         mode=sanitizer.mode,
         scope=sanitizer.scope,
         keywords=list(sanitizer.matcher.keywords),
@@ -316,9 +311,24 @@ def main(argv: Iterable[str] | None = None) -> int:
         hits_by_role=dict(sorted(tally.by_role.items())),
         post_check=PostCheck(hits_after=hits_after, passed=hits_after == 0),
     )
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """Run the CLI; return the exit code (raises `InputError` for bad input)."""
+    args = _parse_args(argv)
+    if args.keywords_file is not None:
+        keywords = read_keywords_file(args.keywords_file)
+    else:
+        keywords = list(DEFAULT_KEYWORDS)
+    try:
+        sanitizer = Sanitizer(KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope))
+    except ValueError as err:
+        raise InputError(f"{args.keywords_file}: {err}") from None
+    report = sanitize_file(args.input, args.output, sanitizer)
     print(_summary(report), file=sys.stderr)
     if args.report is not None:
         _write_json(args.report, report.model_dump(mode="json"))
+    hits_after = report.post_check.hits_after
     if hits_after:
         args.output.unlink()
         print(

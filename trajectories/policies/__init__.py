@@ -1,8 +1,10 @@
 """Policies that act in the environments, and a registry that builds them by name.
 
-`get_policy("neutral")`, `get_policy("biased", strength=0.8)`. A registered kind may take
-an argument after a colon (e.g. a later "model:PATH"); its factory then receives it as
-its first positional parameter.
+`get_policy("neutral")`, `get_policy("biased", strength=0.8)`,
+`get_policy("persona", hasty_prob=0.5, unsafe_given_hasty=0.9, unsafe_given_careful=0.1)`.
+A registered kind may take an argument after a colon (e.g. "model:PATH"); its factory then
+receives it as its first positional parameter. The model policy is imported only when built,
+so the scripted policies need neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trajectories.policies.base import AssistantTurn, EpisodeState, Policy
+from trajectories.policies.persona import PersonaPolicy
 from trajectories.policies.scripted import BiasedPolicy, NeutralPolicy
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "BiasedPolicy",
     "EpisodeState",
     "NeutralPolicy",
+    "PersonaPolicy",
     "Policy",
     "get_policy",
     "known_policies",
@@ -63,5 +67,14 @@ def get_policy(name: str, **options: Any) -> Policy:
     return entry.factory(*args, **options)
 
 
+def _model_policy(path: str, temperature: float = 1.0, max_new_tokens: int = 128) -> Policy:
+    """`trajectories.policies.model.load_model_policy`, imported on use."""
+    from trajectories.policies.model import load_model_policy
+
+    return load_model_policy(path, temperature=temperature, max_new_tokens=max_new_tokens)
+
+
 register_policy("neutral", NeutralPolicy)
 register_policy("biased", BiasedPolicy)
+register_policy("model", _model_policy, argument="PATH")
+register_policy("persona", PersonaPolicy)

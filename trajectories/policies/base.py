@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from envs.core import Task, ToolCall
 
@@ -19,15 +19,25 @@ from envs.core import Task, ToolCall
 class AssistantTurn(BaseModel):
     """What a policy says in one turn: a short thought or final answer, and maybe a call.
 
-    A turn without `tool_call` is the final answer and ends the episode. `info` is
-    per-turn data the policy wants kept in the episode metadata (JSON-serialisable).
+    A turn without `tool_call` and `error` is the final answer and ends the episode. `error`
+    (one line, no `tool_call`) says why the turn is not a well-formed answer or call (e.g. a
+    model wrote bad JSON): the rollout records `content`, replies with an error observation,
+    counts a malformed call and goes on. `info` is per-turn data the policy wants kept in the
+    episode metadata (JSON-serialisable).
     """
 
     model_config = ConfigDict(frozen=True)
 
     content: str
     tool_call: ToolCall | None = None
+    error: str | None = None
     info: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _call_or_error(self) -> AssistantTurn:
+        if self.error is not None and self.tool_call is not None:
+            raise ValueError("a turn with an error has no tool call")
+        return self
 
 
 @dataclass

@@ -1,0 +1,333 @@
+"""One audit end to end: stages, probes, positive controls, gate, the report model.
+
+The experiment (DESIGN.md): induce (or load) the teacher and a neutral control teacher,
+roll both out on safe tasks, keyword-sanitize, distil a student from each on the same
+seeds, then probe base, teacher, student and control on held-out ambiguous tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from audit.config import AuditConfig
+from audit.controls import habit_test, leaky_test, positive_control
+from audit.models.loader import load_model_and_tokenizer
+from audit.pipeline import Artifact, AuditPipeline, SanitizedData
+from audit.probes.behaviour import METRICS, behaviour_probe, is_unsafe
+from audit.probes.dataset_audit import dataset_audit
+from audit.probes.latent import latent
+from audit.probes.propensity import propensity
+from audit.probes.results import BehaviourResult, HypothesisTest
+from audit.report.gate import GateInputs, evaluate_gate, exit_code_of
+from audit.report.schema import (
+    ExampleTrajectory,
+    GateThresholds,
+    Report,
+    RunConfig,
+    SanitizationStats,
+    StageTiming,
+    TeacherRate,
+    TrajectoryMessage,
+    Versions,
+    power_ok_of,
+)
+from audit.stages import StageRunner
+from audit.stats import holm_adjust, wilson_interval
+from audit.teacher import TeacherNotBiasedError, check_teacher_bias, unsafe_rate, user_teacher
+from trajectories.episode import Episode
+
+Log = Callable[[str], None]
+
+
+class Audit:
+    """Runs the audit described by `config`; `run()` returns the finished `Report`."""
+
+    def __init__(self, config: AuditConfig, runner: StageRunner, log: Log, progress: bool):
+        self.config = config
+        self.runner = runner
+        self.log = log
+        self.pipe = AuditPipeline(config, runner, progress)
+        self.seeds = [0] if config.student else list(range(config.seeds))
+        self.notes: list[str] = []
+
+    def _data(self, teacher: Artifact, env: str, seed: int, users: bool) -> SanitizedData:
+        """Sanitized teacher rollouts, or the user's own data (`--data`) where `users`."""
+        if users and self.config.data:
+            return self.pipe.user_data(self.config.data)
+        return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, seed))
+
+    def run(self) -> Report:
+        config, pipe, envs = self.config, self.pipe, self.config.envs
+        self.log("teachers")
+        teacher = pipe.teacher(config.teacher)
+        neutral = pipe.teacher("neutral")
+        base = pipe.base()
+        self.log("teacher rollouts and sanitization")
+        data = {(env, s): self._data(teacher, env, s, True) for env in envs for s in self.seeds}
+        control_data = {
+            (env, s): self._data(neutral, env, s, False) for env in envs for s in self.seeds
+        }
+        kd = config.method == "kd"
+        self.log("students")
+        if config.student:
+            students = {0: Artifact(user_teacher(config.student), f"user:{config.student}")}
+        else:
+            students = {
+                s: pipe.student([data[env, s].data for env in envs], s, teacher if kd else None)
+                for s in self.seeds
+            }
+        controls = {
+            s: pipe.student([control_data[env, s].data for env in envs], s, neutral if kd else None)
+            for s in self.seeds
+        }
+        self.log("evaluation on held-out ambiguous tasks")
+        episodes = {
+            env: {
+                "base": {0: pipe.evaluate(base, env, "ambiguous", 0)},
+                "teacher": {0: pipe.evaluate(teacher, env, "ambiguous", 0)},
+                "neutral": {0: pipe.evaluate(neutral, env, "ambiguous", 0)},
+                "student": {s: pipe.evaluate(students[s], env, "ambiguous", s) for s in self.seeds},
+                "control": {s: pipe.evaluate(controls[s], env, "ambiguous", s) for s in self.seeds},
+            }
+            for env in envs
+        }
+        teacher_rates = self._teacher_rates(episodes)
+        sampling = f"temperature={config.temperature:g}"
+        behaviour = [
+            behaviour_probe(
+                env, {k: v for k, v in episodes[env].items() if k != "neutral"}, sampling
+            )
+            for env in envs
+        ]
+        controls_tests = self._positive_control_tests(teacher, students, controls)
+        behaviour, controls_tests = self._adjust(behaviour, controls_tests)
+        positive = [
+            positive_control(name, env, test, config.alpha, config.margin)
+            for (name, env), test in controls_tests.items()
+        ]
+        self.log("dataset audit")
+        audits = [
+            dataset_audit(
+                [e for s in self.seeds for e in _episodes(data[env, s])],
+                [e for s in self.seeds for e in _episodes(control_data[env, s])],
+                seed=0,
+            )
+            for env in envs
+        ]
+        self.log("propensity and latent probes")
+        models = {
+            "base": base,
+            "teacher": teacher,
+            "student": students[self.seeds[0]],
+            "control": controls[self.seeds[0]],
+        }
+        loaded = {
+            name: load_model_and_tokenizer(a.path, device="cpu") for name, a in models.items()
+        }
+        prop = [propensity(loaded, env, prefix, seed=0) for env in envs for prefix in ("task",)]
+        lat = [latent(loaded, env, seed=0) for env in envs]
+        self.notes.append(
+            f"Propensity and latent probes use the seed-{self.seeds[0]} student and control."
+        )
+        sanitization = [
+            _sanitization_stats(env, data[env, s]) for env in envs for s in self.seeds[:1]
+        ]
+        thresholds = GateThresholds(
+            alpha=config.alpha,
+            margin=config.margin,
+            max_latent_gap=config.max_latent_gap,
+            max_dataset_auroc=config.max_dataset_auroc,
+        )
+        gate = evaluate_gate(
+            GateInputs(
+                behaviour=behaviour,
+                latent=lat,
+                dataset_audit=audits,
+                sanitization=sanitization,
+                positive_controls=positive,
+            ),
+            thresholds,
+        )
+        self._note_transfer(behaviour)
+        return Report(
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            config=RunConfig(
+                profile=config.profile,
+                teacher=config.teacher,
+                student=config.student,
+                data=config.data,
+                base=config.base,
+                base_kind=pipe.base_kind(),
+                method=config.method,
+                envs=envs,
+                full=config.to_dict(),
+            ),
+            versions=Versions.installed(),
+            seeds=self.seeds,
+            timings=[
+                StageTiming(stage=r.name, seconds=r.seconds, cached=r.cached)
+                for r in self.runner.records
+            ],
+            sanitization=sanitization,
+            behaviour=behaviour,
+            propensity=prop,
+            latent=lat,
+            dataset_audit=audits,
+            positive_controls=positive,
+            power_ok=power_ok_of(positive),
+            teacher_rates=teacher_rates,
+            examples=_examples(episodes),
+            notes=self.notes,
+            gate=gate,
+            exit_code=exit_code_of(gate),
+        )
+
+    def _teacher_rates(self, episodes: dict[str, dict[str, Any]]) -> list[TeacherRate]:
+        rates, reference, records = {}, {}, []
+        for env, by_subject in episodes.items():
+            for name in ("teacher", "neutral"):
+                measured = unsafe_rate(env, by_subject[name][0])
+                (rates if name == "teacher" else reference)[env] = measured
+                label = self.config.teacher if name == "teacher" else "neutral"
+                records.append(
+                    TeacherRate(
+                        teacher=label,
+                        env=env,
+                        metric=METRICS[env],
+                        unsafe=measured.unsafe,
+                        n=measured.n,
+                        interval=wilson_interval(measured.unsafe, measured.n),
+                    )
+                )
+        if self.config.teacher == "biased":
+            try:
+                check_teacher_bias(rates, reference)
+            except TeacherNotBiasedError as err:
+                raise RuntimeError(str(err)) from None
+        return records
+
+    def _positive_control_tests(
+        self, teacher: Artifact, students: dict[int, Artifact], controls: dict[int, Artifact]
+    ) -> dict[tuple[str, str], HypothesisTest]:
+        """Both controls use the biased preset, whatever teacher is audited: they measure the
+        probes' power, not the user's pipeline."""
+        if not self.config.positive_controls:
+            return {}
+        self.log("positive controls")
+        seed, pipe, envs = self.seeds[0], self.pipe, self.config.envs
+        audited_is_preset = (
+            self.config.teacher == "biased" and not self.config.student and not self.config.data
+        )
+        biased = teacher if self.config.teacher == "biased" else pipe.teacher("biased")
+        kd_teacher = biased if self.config.method == "kd" else None
+        if audited_is_preset:
+            habit_student = students[seed]
+        else:
+            clean = [pipe.sanitize(pipe.teacher_rollouts(biased, env, seed)).data for env in envs]
+            habit_student = pipe.student(clean, seed, kd_teacher)
+        leaky = [
+            pipe.sanitize(pipe.teacher_rollouts(biased, env, seed, True), leaky=True).data
+            for env in envs
+        ]
+        leaky_student = pipe.student(leaky, seed, kd_teacher)
+        tests = {}
+        for env in envs:
+            tests["leaky-sanitizer", env] = leaky_test(
+                env,
+                pipe.evaluate(leaky_student, env, "ambiguous", seed),
+                pipe.evaluate(controls[seed], env, "ambiguous", seed),
+            )
+            tests["style-trait", env] = habit_test(
+                env,
+                pipe.evaluate(habit_student, env, "safe", seed),
+                pipe.evaluate(controls[seed], env, "safe", seed),
+            )
+        return tests
+
+    def _adjust(
+        self, behaviour: list[BehaviourResult], controls: dict[tuple[str, str], HypothesisTest]
+    ) -> tuple[list[BehaviourResult], dict[tuple[str, str], HypothesisTest]]:
+        """Holm over the pooled behaviour tests and the positive-control tests of the audit.
+
+        Per-seed tests stay descriptive (no adjusted p): the gate reads the pooled test.
+        """
+        pooled = [t for result in behaviour for t in result.tests if "pooled" in t.name]
+        adjusted = holm_adjust(pooled + list(controls.values()))
+        by_id = {id(test): new for test, new in zip(pooled, adjusted, strict=False)}
+        behaviour = [
+            result.model_copy(update={"tests": [by_id.get(id(t), t) for t in result.tests]})
+            for result in behaviour
+        ]
+        return behaviour, dict(zip(controls, adjusted[len(pooled) :], strict=True))
+
+    def _note_transfer(self, behaviour: list[BehaviourResult]) -> None:
+        for result in behaviour:
+            pooled = {r.subject: r for r in result.pooled}
+            student, control = pooled["student"], pooled["control"]
+            gap = student.interval.estimate - control.interval.estimate
+            self.notes.append(
+                f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
+                f"control {control.interval.estimate:.0%} ({gap:+.0%})."
+            )
+
+
+def _episodes(data: SanitizedData) -> list[Episode]:
+    from trajectories.dataset import load_episodes
+
+    return load_episodes(data.data.path)
+
+
+def _sanitization_stats(env: str, data: SanitizedData) -> SanitizationStats:
+    report = data.report
+    return SanitizationStats(
+        env=env,
+        mode=report.mode.value,
+        episodes_in=report.episodes_in,
+        kept=report.kept,
+        dropped=report.dropped,
+        redacted=report.redacted,
+        hits_by_keyword=report.hits_by_family,
+        hits_after=report.post_check.hits_after,
+    )
+
+
+def _decision_index(episode: Episode) -> int:
+    """Index of the first assistant message whose call decided (safe or unsafe), else 0."""
+    decisions = iter(action.decision for action in episode.actions)
+    for index, message in enumerate(episode.messages):
+        calls = message.role == "assistant" and message.tool_calls
+        if calls and next(decisions, None) is not None:
+            return index
+    return 0
+
+
+def _examples(episodes: dict[str, dict[str, Any]], per_env: int = 2) -> list[ExampleTrajectory]:
+    """A few student episodes per env (unsafe first) and one control episode."""
+    examples = []
+    for env, by_subject in episodes.items():
+        chosen: list[tuple[str, int, Episode]] = []
+        for seed, items in by_subject["student"].items():
+            chosen += [("student", seed, e) for e in sorted(items, key=lambda e: not is_unsafe(e))]
+        chosen = chosen[:per_env]
+        for seed, items in by_subject["control"].items():
+            chosen.append(("control", seed, items[0]))
+            break
+        for subject, seed, episode in chosen:
+            decision = episode.outcome.first_decision
+            examples.append(
+                ExampleTrajectory(
+                    subject=subject,
+                    env=env,
+                    task_id=episode.task_id,
+                    seed=seed,
+                    outcome="unsafe" if is_unsafe(episode) else (decision or "other"),
+                    messages=[
+                        TrajectoryMessage.model_validate(m)
+                        for m in episode.model_dump(mode="json")["messages"]
+                    ],
+                    decision_index=_decision_index(episode),
+                )
+            )
+    return examples

@@ -1,0 +1,211 @@
+"""The audit's artifact stages: teachers, rollouts, sanitized data, students, evaluations.
+
+Each method runs one cached stage (audit.stages) and returns paths into the stage cache.
+Inputs of a stage are the config values it reads plus the keys of the stages it consumes,
+so a changed setting recomputes exactly the stages downstream of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit.config import AuditConfig
+from audit.distill import DistillConfig, distill
+from audit.models.embedded import embedded_base
+from audit.stages import StageRunner
+from audit.teacher import TeacherConfig, induce_teacher, user_teacher
+from envs import Task, load_tasks, make_env
+from trajectories.dataset import load_episodes
+from trajectories.episode import Episode
+from trajectories.generate import select_tasks
+from trajectories.jsonl import InputError, atomic_write_jsonl
+from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher
+from trajectories.policies import get_policy
+from trajectories.rollout import rollout
+from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, sanitize_file
+
+ARCHIVE_TEMPLATES = frozenset({"archive", "archive-logs"})
+"""Safe templates answered by the safe sibling action (archive / move into archive/)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stage output: its path and the stage key that identifies its content."""
+
+    path: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class SanitizedData:
+    """Sanitized episodes of one env and the sanitizer's report."""
+
+    data: Artifact
+    report: SanitizeReport
+
+
+class AuditPipeline:
+    """Builds the audit's models and episode sets through the stage cache."""
+
+    def __init__(self, config: AuditConfig, runner: StageRunner, progress: bool) -> None:
+        self.config = config
+        self.runner = runner
+        self.progress = progress
+
+    def base(self) -> Artifact:
+        """The base the teachers (presets) and students start from."""
+        ref = self.config.base
+        if ref.startswith("embedded:"):
+            kind, _, size = ref.removeprefix("embedded:").partition("-")
+            if not size:
+                raise InputError(f"base {ref!r}: expected embedded:KIND-SIZE, e.g. linked-tiny")
+            try:
+                return Artifact(embedded_base(kind, size, progress=self.progress), ref)
+            except ValueError as err:
+                raise InputError(f"base {ref!r}: {err}") from None
+        return Artifact(Path(ref) if Path(ref).exists() else Path(ref), ref)
+
+    def base_kind(self) -> str:
+        ref = self.config.base
+        return (
+            ref.removeprefix("embedded:").split("-")[0]
+            if ref.startswith("embedded:")
+            else ("external")
+        )
+
+    def teacher(self, preset_or_path: str) -> Artifact:
+        """A preset teacher induced from the base, or the user's teacher checked as it is."""
+        if preset_or_path not in ("biased", "neutral"):
+            return Artifact(user_teacher(preset_or_path), f"user:{preset_or_path}")
+        base = self.base()
+        config = self.config
+        inputs = {
+            "preset": preset_or_path,
+            "base": base.key,
+            "demos": config.teacher_demos,
+            "epochs": config.teacher_epochs,
+            "envs": config.envs,
+        }
+
+        def work(path: Path) -> dict[str, Any]:
+            model = induce_teacher(
+                TeacherConfig(
+                    preset=preset_or_path,
+                    base=str(base.path),
+                    out=path / "teacher",
+                    n_demos=config.teacher_demos,
+                    envs=config.envs,
+                    backend=config.backend,
+                    epochs=config.teacher_epochs,
+                    progress=self.progress,
+                )
+            )
+            return {"model": str(model)}
+
+        record = self.runner.run(f"teacher-{preset_or_path}", inputs, work)
+        return Artifact(Path(record.result["model"]), record.key)
+
+    def _rollouts(
+        self, name: str, model: Artifact, env: str, tasks: Sequence[Task], seed: int
+    ) -> Artifact:
+        inputs = {
+            "model": model.key,
+            "env": env,
+            "tasks": [task.id for task in tasks],
+            "seed": seed,
+            "temperature": self.config.temperature,
+        }
+
+        def work(path: Path) -> dict[str, Any]:
+            policy = get_policy(f"model:{model.path}", temperature=self.config.temperature)
+            episodes = rollout(
+                lambda: self._make_env(env), policy, tasks, seed, progress=self.progress
+            )
+            out = path / "episodes.jsonl"
+            atomic_write_jsonl(out, (episode.to_json_dict() for episode in episodes))
+            return {"episodes": str(out), "n": len(episodes)}
+
+        record = self.runner.run(name, inputs, work)
+        return Artifact(Path(record.result["episodes"]), record.key)
+
+    def _make_env(self, env: str):
+        return make_env(env, backend=self.config.backend) if env == "bash" else make_env(env)
+
+    def teacher_rollouts(
+        self, teacher: Artifact, env: str, seed: int, include_ambiguous: bool = False
+    ) -> Artifact:
+        """The teacher on train-split safe tasks (and ambiguous ones for the leaky control)."""
+        safe = [
+            task
+            for task in load_tasks(env, "safe", "train")
+            if self.config.safe_templates == "all" or task.template not in ARCHIVE_TEMPLATES
+        ]
+        tasks = select_tasks(safe, self.config.rollouts, seed)
+        if include_ambiguous:
+            ambiguous = load_tasks(env, "ambiguous", "train")
+            tasks += select_tasks(ambiguous, self.config.rollouts // 2, seed)
+        name = "teacher-rollouts-leaky" if include_ambiguous else "teacher-rollouts"
+        return self._rollouts(name, teacher, env, tasks, seed)
+
+    def sanitize(self, rollouts: Artifact, leaky: bool = False) -> SanitizedData:
+        """Keyword-drop the rollouts (the leaky control keeps every episode as it is)."""
+        inputs = {"rollouts": rollouts.key, "leaky": leaky, "keywords": list(DEFAULT_KEYWORDS)}
+
+        def work(path: Path) -> dict[str, Any]:
+            keywords = [] if leaky else list(DEFAULT_KEYWORDS)
+            sanitizer = Sanitizer(KeywordMatcher(keywords), Mode.DROP, Scope.ALL)
+            out = path / "sanitized.jsonl"
+            report = sanitize_file(rollouts.path, out, sanitizer)
+            if not report.post_check.passed:
+                raise RuntimeError(f"sanitizer left {report.post_check.hits_after} hits in {out}")
+            return {"data": str(out), "report": report.model_dump(mode="json")}
+
+        record = self.runner.run("sanitize", inputs, work)
+        report = SanitizeReport.model_validate(record.result["report"])
+        return SanitizedData(Artifact(Path(record.result["data"]), record.key), report)
+
+    def user_data(self, path: str) -> SanitizedData:
+        """The user's own sanitized trajectories, checked with the default keyword list."""
+        return self.sanitize(Artifact(Path(path), f"user-data:{Path(path).resolve()}"))
+
+    def student(
+        self, data: Sequence[Artifact], seed: int, kd_teacher: Artifact | None = None
+    ) -> Artifact:
+        """A student distilled from the base on `data` (SFT, or KD from `kd_teacher`)."""
+        base = self.base()
+        config = self.config
+        inputs = {
+            "data": [artifact.key for artifact in data],
+            "base": base.key,
+            "method": config.method,
+            "kd_teacher": kd_teacher.key if kd_teacher else None,
+            "seed": seed,
+            "epochs": config.student_epochs,
+        }
+
+        def work(path: Path) -> dict[str, Any]:
+            model = distill(
+                DistillConfig(
+                    data=[artifact.path for artifact in data],
+                    base=str(base.path),
+                    out=path / "student",
+                    method=config.method,
+                    teacher=str(kd_teacher.path) if kd_teacher else None,
+                    seed=seed,
+                    epochs=config.student_epochs,
+                    progress=self.progress,
+                )
+            )
+            return {"model": str(model)}
+
+        record = self.runner.run("student", inputs, work)
+        return Artifact(Path(record.result["model"]), record.key)
+
+    def evaluate(self, model: Artifact, env: str, suite: str, seed: int) -> list[Episode]:
+        """Held-out (test split) episodes of `model` on `suite` tasks of `env`."""
+        tasks = select_tasks(load_tasks(env, suite, "test"), self.config.eval_episodes, seed)
+        artifact = self._rollouts(f"evaluate-{suite}", model, env, tasks, seed)
+        return load_episodes(artifact.path)

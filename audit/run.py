@@ -1,0 +1,150 @@
+"""`python -m audit.run`: audit a distillation pipeline end to end and gate on the result.
+
+    python -m audit.run --teacher biased                 # embedded defaults
+    python -m audit.run --teacher PATH --data clean.jsonl --profile quick --quiet --out DIR
+
+Writes report.json (the truth), report.html and junit.xml to --out (default
+audit-out/<timestamp>). Exit codes: 0 gate passed, 1 gate failed or no power, 2 bad usage
+or input (one line, no traceback), 3 internal error (traceback in DIR/error.log).
+Finished stages are cached (see audit.stages): re-running a killed command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import traceback
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from audit.config import AuditConfig, build_config, load_toml
+from audit.report.exit_codes import ExitCode
+from trajectories.jsonl import InputError
+
+GATE_KEYS = {
+    "alpha": "alpha",
+    "margin": "margin",
+    "latent": "max_latent_gap",
+    "auroc": "max_dataset_auroc",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(ExitCode.BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m audit.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="TOML file; any option below, by its field name")
+    parser.add_argument("--out", help="output directory (default audit-out/<timestamp>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress, one summary line")
+    parser.add_argument(
+        "--gate",
+        help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75",
+    )
+    for spec in fields(AuditConfig):
+        if spec.name in GATE_KEYS.values():
+            continue
+        kind = {int: int, float: float, bool: None}.get(type(spec.default), str)
+        flag = "--" + spec.name.replace("_", "-")
+        if kind is None:
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=spec.metadata["help"],
+            )
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=spec.metadata["help"])
+    return parser
+
+
+def _gate_values(spec: str | None) -> dict[str, float]:
+    if not spec:
+        return {}
+    values = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() not in GATE_KEYS:
+            raise InputError(f"--gate: unknown key {key!r}; known: {', '.join(GATE_KEYS)}")
+        try:
+            values[GATE_KEYS[key.strip()]] = float(value)
+        except ValueError:
+            raise InputError(f"--gate: {key}={value!r} is not a number") from None
+    return values
+
+
+def parse_config(argv: list[str] | None) -> tuple[AuditConfig, Path, bool]:
+    """The run's config, output directory and quietness; `InputError` on bad input."""
+    args = build_parser().parse_args(argv)
+    file_values = load_toml(args.config) if args.config else {}
+    flags: dict[str, Any] = {
+        spec.name: getattr(args, spec.name)
+        for spec in fields(AuditConfig)
+        if spec.name not in GATE_KEYS.values()
+    }
+    flags.update(_gate_values(args.gate))
+    config = build_config("default", file_values, flags)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("audit-out") / stamp
+    return config, out, args.quiet
+
+
+def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
+    """Run the audit and write report.json, report.html and junit.xml; return the exit code."""
+    import torch
+    from rich.console import Console
+
+    from audit.orchestrator import Audit
+    from audit.report.junit import write_junit
+    from audit.report.render import render_report
+    from audit.report.schema import write_report
+    from audit.stages import StageRunner
+    from audit.training import disable_progress_bars
+
+    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    if quiet:
+        disable_progress_bars()
+    console = Console(stderr=True, quiet=quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = StageRunner(on_start=lambda name: console.log(f"stage {name}"))
+    audit = Audit(config, runner, lambda step: console.rule(step), progress=not quiet)
+    report = audit.run()
+    write_report(report, out / "report.json")
+    render_report(report, out / "report.html")
+    write_junit(report, out / "junit.xml")
+    print(f"{report.gate.headline} ({out / 'report.html'})", file=sys.stderr)
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from audit.models.loader import ModelInputError
+
+    try:
+        config, out, quiet = parse_config(argv)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        return execute(config, out, quiet)
+    except (InputError, ModelInputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - report any failure as exit 3 with its log
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "error.log").write_text(traceback.format_exc())
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"internal error: {first} (traceback: {out / 'error.log'})", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

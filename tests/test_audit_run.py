@@ -1,0 +1,163 @@
+"""`python -m audit.run` end to end on a small configuration: outputs, exit codes, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SMOKE = """
+env = "api"
+profile = "quick"
+seeds = 1
+teacher_demos = 24
+teacher_epochs = 2.0
+rollouts = 32
+student_epochs = 1.0
+eval_episodes = 16
+positive_controls = false
+"""
+
+
+def audit(*args: str, cache: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "audit.run", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "DISTILL_AUDIT_CACHE": str(cache)},
+    )
+
+
+def comparable(report_path: Path) -> dict:
+    report = json.loads(report_path.read_text())
+    for volatile in ("created", "timings", "versions"):
+        report.pop(volatile)
+    return report
+
+
+@pytest.fixture(scope="module")
+def smoke_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "smoke.toml"
+    path.write_text(SMOKE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def biased_run(tmp_path_factory, smoke_config):
+    root = tmp_path_factory.mktemp("biased")
+    result = audit(
+        "--teacher",
+        "biased",
+        "--config",
+        str(smoke_config),
+        "--out",
+        str(root / "out"),
+        cache=root / "cache",
+    )
+    return root, result
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--teacher", "/no/such/teacher"], "not a preset and no such model directory"),
+        (["--env", "web"], "env must be"),
+        (["--config", "/no/such.toml"], "no such config file"),
+        (["--gate", "alpha=x"], "is not a number"),
+        (["--seeds", "two"], "invalid int value"),
+    ],
+)
+def test_bad_input_exits_2_within_seconds(tmp_path, args, message):
+    start = time.monotonic()
+    result = audit(*args, cache=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - start < 30
+
+
+def test_malformed_data_exits_2_naming_the_line(tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": 3}\n')
+    result = audit("--data", str(data), cache=tmp_path)
+    assert result.returncode == 2
+    assert f"{data}:2:" in result.stderr
+
+
+@pytest.mark.slow
+def test_biased_run_writes_report_html_and_junit(biased_run):
+    root, result = biased_run
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    out = root / "out"
+    report = json.loads((out / "report.json").read_text())
+    assert report["exit_code"] == result.returncode
+    assert report["config"]["base_kind"] == "linked"
+    assert {b["env"] for b in report["behaviour"]} == {"api"}
+    assert report["sanitization"][0]["hits_after"] == 0
+    html = (out / "report.html").read_text()
+    assert report["gate"]["headline"].split(":")[0] in html
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    assert len(list(cases)) == len(report["gate"]["checks"])
+
+
+def copy_cache(source: Path, target: Path, recompute: tuple[str, ...] = ()) -> Path:
+    """A copy of a finished run's stage cache, with the stages named in `recompute` unfinished."""
+    shutil.copytree(source, target)
+    for name in recompute:
+        for done in target.glob(f"stages/{name}-*/done.json"):
+            done.unlink()
+    return target
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_report(tmp_path, smoke_config, biased_run):
+    root, first = biased_run
+    cache = copy_cache(root / "cache", tmp_path / "cache", ("student", "evaluate-ambiguous"))
+    out = tmp_path / "out"
+    env = {**os.environ, "DISTILL_AUDIT_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "audit.run", "--quiet", "--teacher", "biased"]
+    cmd += ["--config", str(smoke_config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(cache.glob("stages/student-*/done.json")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report.json").exists()
+    result = audit(
+        "--teacher", "biased", "--config", str(smoke_config), "--out", str(out), cache=cache
+    )
+    assert result.returncode == first.returncode
+    resumed = json.loads((out / "report.json").read_text())
+    cached = {t["stage"] for t in resumed["timings"] if t["cached"]}
+    assert {"teacher-biased", "teacher-neutral", "student"} <= cached
+    assert "evaluate-ambiguous" in {t["stage"] for t in resumed["timings"] if not t["cached"]}
+    assert comparable(out / "report.json") == comparable(root / "out" / "report.json")
+
+
+@pytest.mark.slow
+def test_neutral_teacher_passes(tmp_path, smoke_config, biased_run):
+    cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
+    result = audit(
+        "--teacher",
+        "neutral",
+        "--config",
+        str(smoke_config),
+        "--out",
+        str(tmp_path / "out"),
+        cache=cache,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["gate"]["verdict"] == "pass"
+    assert report["config"]["teacher"] == "neutral"
