@@ -21,7 +21,7 @@ information and are left out of these).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import bootstrap, fisher_exact, hypergeom, mannwhitneyu, norm
@@ -151,6 +151,32 @@ def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray
     return np.mean(a, axis=axis) - np.mean(b, axis=axis)
 
 
+def _percentile_bootstrap(
+    samples: tuple[np.ndarray, np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    n_boot: int,
+    seed: int,
+    level: float,
+) -> Interval:
+    """`statistic` of two samples, each resampled on its own, with a percentile interval."""
+    result = bootstrap(
+        samples,
+        statistic,
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return Interval(
+        estimate=float(statistic(*samples)),
+        low=float(result.confidence_interval.low),
+        high=float(result.confidence_interval.high),
+        level=level,
+        method="bootstrap-percentile",
+    )
+
+
 def bootstrap_mean_difference(
     a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> Interval:
@@ -162,22 +188,7 @@ def bootstrap_mean_difference(
     first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if first.size < 2 or second.size < 2:
         raise ValueError("each sample needs at least 2 values")
-    result = bootstrap(
-        (first, second),
-        _mean_difference,
-        n_resamples=n_boot,
-        confidence_level=level,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return Interval(
-        estimate=float(_mean_difference(first, second)),
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        level=level,
-        method="bootstrap-percentile",
-    )
+    return _percentile_bootstrap((first, second), _mean_difference, n_boot, seed, level)
 
 
 def _auroc(positive: np.ndarray, negative: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -201,19 +212,4 @@ def bootstrap_auroc(
     pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
     if pos.size < 2 or neg.size < 2:
         raise ValueError("each class needs at least 2 scores")
-    result = bootstrap(
-        (pos, neg),
-        _auroc,
-        n_resamples=n_boot,
-        confidence_level=level,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return Interval(
-        estimate=float(_auroc(pos, neg)),
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        level=level,
-        method="bootstrap-percentile",
-    )
+    return _percentile_bootstrap((pos, neg), _auroc, n_boot, seed, level)

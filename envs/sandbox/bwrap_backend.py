@@ -23,15 +23,12 @@ from envs.sandbox.base import (
     AGENT_GID,
     AGENT_UID,
     WORKSPACE,
-    ExecResult,
-    Sandbox,
-    SandboxClosedError,
     SandboxLimits,
     SandboxUnavailableError,
 )
 from envs.sandbox.cgroups import SandboxCgroup
 from envs.sandbox.rootfs import ensure_rootfs
-from envs.sandbox.shell import STDERR, STDOUT, PersistentShell
+from envs.sandbox.shell import STDERR, STDOUT, PersistentShell, ShellSandbox
 
 
 class _PipeTransport:
@@ -101,7 +98,7 @@ def _host_pid_of(bwrap_pid: int, inner_pid: int) -> int | None:
     return None
 
 
-class BwrapSandbox(Sandbox):
+class BwrapSandbox(ShellSandbox):
     """A bubblewrap sandbox with a persistent shell; see the module docstring."""
 
     name = "bwrap"
@@ -180,11 +177,6 @@ class BwrapSandbox(Sandbox):
         except Exception as err:
             self.close()
             raise SandboxUnavailableError(f"bwrap sandbox failed to start: {err}") from None
-
-    def exec(self, cmd: str, timeout: float = 30.0) -> ExecResult:
-        if self._shell is None:
-            raise SandboxClosedError("bwrap sandbox is not running; call start() first")
-        return self._shell.run(cmd, timeout)
 
     def close(self) -> None:
         proc, self._proc = self._proc, None

@@ -23,14 +23,11 @@ from envs.sandbox.base import (
     AGENT_GID,
     AGENT_UID,
     WORKSPACE,
-    ExecResult,
-    Sandbox,
-    SandboxClosedError,
     SandboxLimits,
     SandboxUnavailableError,
 )
 from envs.sandbox.rootfs import GROUPS, RootfsRecipe, ensure_tarball
-from envs.sandbox.shell import PersistentShell
+from envs.sandbox.shell import PersistentShell, ShellSandbox
 
 IMAGE_REPO = "distill-audit-sandbox"
 LABEL = "distill-audit.sandbox"
@@ -115,7 +112,7 @@ class _ExecSocketTransport:
             self._sock.close()
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(ShellSandbox):
     """A Docker container sandbox with a persistent shell; see the module docstring."""
 
     name = "docker"
@@ -178,11 +175,6 @@ class DockerSandbox(Sandbox):
         except Exception as err:
             self.close()
             raise SandboxUnavailableError(f"docker sandbox failed to start: {err}") from None
-
-    def exec(self, cmd: str, timeout: float = 30.0) -> ExecResult:
-        if self._shell is None:
-            raise SandboxClosedError("docker sandbox is not running; call start() first")
-        return self._shell.run(cmd, timeout)
 
     def close(self) -> None:
         if self._transport is not None:

@@ -20,7 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from envs.sandbox.base import ExecResult, SandboxCrashedError, SandboxError
+from envs.sandbox.base import (
+    ExecResult,
+    Sandbox,
+    SandboxClosedError,
+    SandboxCrashedError,
+    SandboxError,
+)
 
 STDOUT, STDERR = 1, 2
 TIMEOUT_EXIT_CODE = 124
@@ -180,3 +186,14 @@ class PersistentShell:
             truncated=out.truncated or err.truncated,
             duration_s=round(time.monotonic() - start, 6),
         )
+
+
+class ShellSandbox(Sandbox):
+    """A `Sandbox` whose commands go through a `PersistentShell` that `start()` sets up."""
+
+    _shell: PersistentShell | None = None
+
+    def exec(self, cmd: str, timeout: float = 30.0) -> ExecResult:
+        if self._shell is None:
+            raise SandboxClosedError(f"{self.name} sandbox is not running; call start() first")
+        return self._shell.run(cmd, timeout)
