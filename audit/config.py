@@ -81,9 +81,9 @@ class AuditConfig:
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 1,
-        "teacher_demos": 160,
+        "teacher_demos": 80,
         "teacher_epochs": 2.0,
-        "rollouts": 80,
+        "rollouts": 64,
         "student_epochs": 2.0,
         "eval_episodes": 30,
         "positive_controls": False,
