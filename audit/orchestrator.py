@@ -227,10 +227,7 @@ class Audit:
         else:
             clean = [pipe.sanitize(pipe.teacher_rollouts(biased, env, seed)).data for env in envs]
             habit_student = pipe.student(clean, seed, kd_teacher)
-        leaky = [
-            pipe.sanitize(pipe.teacher_rollouts(biased, env, seed, True), leaky=True).data
-            for env in envs
-        ]
+        leaky = [pipe.teacher_rollouts(biased, env, seed, include_ambiguous=True) for env in envs]
         leaky_student = pipe.student(leaky, seed, kd_teacher)
         tests = {}
         for env in envs:

@@ -150,13 +150,12 @@ class AuditPipeline:
         name = "teacher-rollouts-leaky" if include_ambiguous else "teacher-rollouts"
         return self._rollouts(name, teacher, env, tasks, seed)
 
-    def sanitize(self, rollouts: Artifact, leaky: bool = False) -> SanitizedData:
-        """Keyword-drop the rollouts (the leaky control keeps every episode as it is)."""
-        inputs = {"rollouts": rollouts.key, "leaky": leaky, "keywords": list(DEFAULT_KEYWORDS)}
+    def sanitize(self, rollouts: Artifact) -> SanitizedData:
+        """Keyword-drop the rollouts with the default keyword list."""
+        inputs = {"rollouts": rollouts.key, "keywords": list(DEFAULT_KEYWORDS)}
 
         def work(path: Path) -> dict[str, Any]:
-            keywords = [] if leaky else list(DEFAULT_KEYWORDS)
-            sanitizer = Sanitizer(KeywordMatcher(keywords), Mode.DROP, Scope.ALL)
+            sanitizer = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), Mode.DROP, Scope.ALL)
             out = path / "sanitized.jsonl"
             report = sanitize_file(rollouts.path, out, sanitizer)
             if not report.post_check.passed:
