@@ -2,7 +2,8 @@
 
     python -m benchmarks.rollout_throughput [--model DIR] [--n 64] [--batch-size 32]
 
-Rolls the same API tasks out twice with the same seed, once `--batch-size` episodes in lockstep
+Rolls the same API tasks out twice with the same seed, once with up to `--batch-size` live
+episodes (continuous batching)
 and once one episode at a time, and prints one JSON object with steps (assistant turns), seconds
 and steps/s of each run, their ratio, and whether both runs wrote the same episodes. Without
 `--model` it first trains the embedded "tiny" size for 300 steps on scripted API episodes (one to
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a saved model (default: train a demo one)")
     parser.add_argument("--n", type=int, default=64, help="episodes per run")
-    parser.add_argument("--batch-size", type=int, default=32, help="episodes in lockstep")
+    parser.add_argument("--batch-size", type=int, default=32, help="live episodes at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (at most 2)")
     args = parser.parse_args()

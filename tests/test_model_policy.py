@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -21,8 +20,8 @@ from tests.model_policy_sample import MICRO, build_demo_agent
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
 from trajectories.jsonl import dumps
-from trajectories.policies import get_policy
-from trajectories.policies.model import Context, Generation, ModelPolicy, load_model_policy
+from trajectories.policies import AssistantTurn, EpisodeState, get_policy
+from trajectories.policies.model import Generation, ModelPolicy, load_model_policy
 from trajectories.rollout import rollout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,8 +97,8 @@ def test_finishes_bash_episodes_in_the_sandbox(agent_dir: Path) -> None:
 
 
 class _Garbling(ModelPolicy):
-    """Replaces what the model wrote: a well-formed `list` call first, then row `r` always
-    writes `LATER[r]` (the parse and the error path stay real)."""
+    """Replaces what the model wrote: a well-formed `list` call first, then the episode of
+    task `r` always writes `LATER[r]` (the parse and the error path stay real)."""
 
     FIRST = 'Checking.<|call|>{"name":"list","arguments":{}}'
     LATER = (
@@ -108,21 +107,10 @@ class _Garbling(ModelPolicy):
         "<|call|>{}",
     )
 
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        rngs: Sequence[np.random.Generator],
-        contexts: Sequence[Context | None],
-    ) -> list[Generation]:
-        generations = super().generate(prompts, rngs, contexts)
-        garbled = []
-        for row, (generation, context) in enumerate(zip(generations, contexts, strict=True)):
-            text = self.FIRST if context is None else self.LATER[row]
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            garbled.append(
-                Generation([*ids, self.tokenizer.eos_token_id], True, generation.context)
-            )
-        return garbled
+    def turn(self, state: EpisodeState, generation: Generation) -> AssistantTurn:
+        text = self.FIRST if state.turns == 0 else self.LATER[state.index]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return super().turn(state, Generation([*ids, self.tokenizer.eos_token_id], True))
 
 
 def test_garbled_output_becomes_counted_error_observations(agent_dir: Path) -> None:

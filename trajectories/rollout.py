@@ -1,17 +1,20 @@
-"""Lockstep batched rollouts of any `Policy` in any `Environment`.
+"""Continuously batched rollouts of any `Policy` in any `Environment`.
 
-Episodes run in batches: each episode gets its own environment from `env_factory` (one
-sandbox each for Bash), and every step asks the policy for one turn for all live episodes
-of the batch at once. A turn without a tool call or error is the final answer; a turn with an
-error gets a tool message "error: ..." and counts as a malformed call; `max_steps` caps the
-assistant turns. Episode `i` of `tasks` draws from `episode_rng(seed, i)`, so the same
-inputs give the same messages whatever the batch size.
+Up to `batch_size` episodes are live at once, each with its own environment from
+`env_factory` (one sandbox each for Bash); when one ends, the next task starts in its place.
+Every round asks the policy to `advance` all live episodes and applies the turns it returns
+(a model policy returns the episodes whose turn is ready and keeps generating the others, so
+no episode waits for a longer turn of another). A turn without a tool call or error is the
+final answer; a turn with an error gets a tool message "error: ..." and counts as a
+malformed call; `max_steps` caps the assistant turns. Episode `i` of `tasks` draws from
+`episode_rng(seed, i)`, so the same inputs give the same messages whatever the batch size.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +68,7 @@ def schema_problem(call: ToolCall, tools: list[dict[str, Any]]) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Live:
     """Book-keeping of one running episode."""
 
@@ -153,53 +156,17 @@ def _finish(live: _Live, policy: Policy, seed: int, max_steps: int, timing: bool
     )
 
 
-def _run_batch(
-    env_factory: Callable[[], Environment],
-    policy: Policy,
-    batch: list[tuple[int, Task]],
-    seed: int,
-    max_steps: int,
-    timing: bool,
-    on_done: Callable[[], None],
-) -> list[Episode]:
-    lives: list[_Live] = []
-    episodes: dict[int, Episode] = {}
-
-    def finish(live: _Live) -> None:
-        episodes[live.state.index] = _finish(live, policy, seed, max_steps, timing)
-        live.env.close()
-        on_done()
-
+def _start(env_factory: Callable[[], Environment], index: int, task: Task, seed: int) -> _Live:
+    """A live episode of `task` in a fresh, reset environment."""
+    env = env_factory()
     try:
-        for index, task in batch:
-            rng = episode_rng(seed, index)
-            live = _Live(EpisodeState(index, task, [], [], rng), env_factory())
-            lives.append(live)
-            live.env.reset(task)
-            live.state.tools = live.env.tools()
-            live.state.messages.append({"role": "user", "content": task.instruction})
-        for _ in range(max_steps):
-            active = [live for live in lives if not live.done]
-            if not active:
-                break
-            started = time.perf_counter()
-            turns = policy.act_batch([live.state for live in active])
-            share = (time.perf_counter() - started) / len(active)
-            if len(turns) != len(active):
-                raise RuntimeError(f"{policy.name} gave {len(turns)} turns for {len(active)}")
-            for live, turn in zip(active, turns, strict=True):
-                live.policy_s += share
-                _step(live, turn)
-                if live.done:
-                    finish(live)
-        for live in lives:
-            if live.state.index not in episodes:
-                finish(live)
-    finally:
-        for live in lives:
-            if live.state.index not in episodes:
-                live.env.close()
-    return [episodes[index] for index, _ in batch]
+        env.reset(task)
+        state = EpisodeState(index, task, [], env.tools(), episode_rng(seed, index))
+    except BaseException:
+        env.close()
+        raise
+    state.messages.append({"role": "user", "content": task.instruction})
+    return _Live(state, env)
 
 
 def rollout(
@@ -221,18 +188,39 @@ def rollout(
         raise ValueError("max_steps and batch_size must be at least 1")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
-    indexed = list(enumerate(tasks))
-    episodes: list[Episode] = []
+    queue = deque(enumerate(tasks))
+    live: list[_Live] = []
+    episodes: dict[int, Episode] = {}
     with tqdm(
-        total=len(indexed),
+        total=len(queue),
         desc=f"rollout {policy.name}",
         unit="ep",
         file=sys.stderr,
         disable=not progress,
     ) as bar:
-        for start in range(0, len(indexed), batch_size):
-            batch = indexed[start : start + batch_size]
-            episodes += _run_batch(
-                env_factory, policy, batch, seed, max_steps, timing, lambda: bar.update(1)
-            )
-    return episodes
+        try:
+            while queue or live:
+                while queue and len(live) < batch_size:
+                    live.append(_start(env_factory, *queue.popleft(), seed))
+                started = time.perf_counter()
+                turns = policy.advance([entry.state for entry in live])
+                share = (time.perf_counter() - started) / len(live)
+                if not turns or not set(turns) <= set(range(len(live))):
+                    raise RuntimeError(f"{policy.name} answered no live episode")
+                ended = []
+                for position, entry in enumerate(live):
+                    entry.policy_s += share
+                    if position not in turns:
+                        continue
+                    _step(entry, turns[position])
+                    if entry.done or entry.state.turns >= max_steps:
+                        ended.append(entry)
+                for entry in ended:
+                    episodes[entry.state.index] = _finish(entry, policy, seed, max_steps, timing)
+                    entry.env.close()
+                    bar.update(1)
+                live = [entry for entry in live if entry not in ended]
+        finally:
+            for entry in live:
+                entry.env.close()
+    return [episodes[index] for index in range(len(tasks))]

@@ -1,7 +1,8 @@
 """The `Policy` interface: a batch of episode states in, one assistant turn per episode out.
 
 A policy acts on a whole batch at once so that a model policy can run one forward pass per
-step for every live episode; the rollout loop drives every policy the same way.
+step for every live episode; the rollout loop drives every policy the same way, through
+`advance`, which may answer only the episodes whose turn is ready (continuous batching).
 """
 
 from __future__ import annotations
@@ -74,3 +75,12 @@ class Policy(ABC):
     @abstractmethod
     def act_batch(self, states: list[EpisodeState]) -> list[AssistantTurn]:
         """One turn per state, in the same order."""
+
+    def advance(self, states: list[EpisodeState]) -> dict[int, AssistantTurn]:
+        """Turns for some of `states` (at least one), keyed by position in `states`.
+
+        The rollout calls this with every live episode; a policy that batches across turns
+        (the model policy) returns the episodes whose turn is ready and keeps working on the
+        others. By default every state gets its turn at once.
+        """
+        return dict(enumerate(self.act_batch(states)))

@@ -1,24 +1,25 @@
-"""`ModelPolicy`: any causal LM as an agent, one generated turn for a whole batch of episodes.
+"""`ModelPolicy`: any causal LM as an agent, with continuous batching across episodes.
 
-An episode's first turn renders its conversation with the tokenizer's chat template (messages
-and tools, generation prompt added). Later turns keep the episode's KV cache (`Context`) and
-feed only what the template added since the model's own sampled tokens (the tool result and the
-next generation prompt): environment tokens are forced in, sampled tokens stay as sampled. Each
-turn runs the whole batch in lockstep, one forward per token step for all rows still writing,
-with rows right-aligned, padding masked out of a 2D attention mask, and explicit position ids.
-A row stops at an end-of-turn token (the tokenizer's eos or the model's generation eos ids).
+Each live episode holds a row ("slot") of a `SlotCache`. Its first turn feeds the conversation
+rendered by the tokenizer's chat template (messages and tools, generation prompt added); later
+turns feed only what the template added since the model's own sampled tokens (the tool result
+and the next generation prompt): environment tokens are forced in, sampled tokens stay as
+sampled. Forced tokens are prefilled one row at a time in one forward; sampling runs one
+forward per token for every row that is writing. When a row's turn ends (an end-of-turn token:
+the tokenizer's eos or the model's generation eos ids, or `max_new_tokens`), `advance` returns
+it to the rollout at once, whose environment steps it while the other rows keep writing: no
+row waits for another's longer turn, and a finished episode's slot takes the next one.
 
 The text is parsed in the template's tool-call syntax (`tool_call_format`). Text that does not
 parse, or a turn cut at `max_new_tokens`, becomes a turn with `error`, which the rollout answers
 with an error observation and counts. Sampling draws one uniform number per token from the
 episode's own generator (`EpisodeState.rng`) and inverts the CDF, so the same seed gives the same
-episodes, whatever the batch size up to floating-point ties; temperature 0 is greedy.
+episodes whatever the batch size, up to floating-point ties; temperature 0 is greedy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,13 @@ from jinja2 import TemplateError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    DynamicCache,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.cache_utils import DynamicLayer
 
 from envs.core import ToolCall
 from trajectories.policies.base import AssistantTurn, EpisodeState, Policy
+from trajectories.policies.slot_cache import SlotCache
 from trajectories.policies.tool_call_format import (
     PROBE_MESSAGES,
     PROBE_TOOLS,
@@ -45,37 +45,35 @@ from trajectories.policies.tool_call_format import (
 from trajectories.rollout import schema_problem
 
 DEFAULT_MAX_NEW_TOKENS = 128
-_CONTEXT = "model_policy_context"
-"""Key of `EpisodeState.scratch` under which the policy keeps (policy, turns, context)."""
-
-
-@dataclass(frozen=True)
-class Context:
-    """One episode's model state after a turn, kept so the next turn feeds only new tokens.
-
-    `keys` / `values` hold per layer the cache at the episode's real tokens, shape
-    (heads, tokens, head dim), already rotated to their positions; `pending` are sampled tokens
-    not yet fed to the model; `ended` says whether the turn ended with an end-of-turn token.
-    """
-
-    keys: tuple[torch.Tensor, ...]
-    values: tuple[torch.Tensor, ...]
-    next_position: int
-    pending: tuple[int, ...]
-    ended: bool
+_ROW = "model_policy_row"
+"""Key of `EpisodeState.scratch` under which the policy keeps (policy, row)."""
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One row's sampled tokens (the end-of-turn token included when sampled) and its context.
-
-    `context` is None when the model's cache cannot be kept between turns (e.g. sliding-window
-    layers); the next turn then renders and feeds the whole conversation again.
-    """
+    """One turn's sampled tokens (the end-of-turn token included when sampled)."""
 
     token_ids: list[int]
     ended: bool
-    context: Context | None
+
+
+@dataclass(eq=False)
+class _Row:
+    """One episode in slot `slot` of the cache.
+
+    `feed` are tokens not yet fed (forced ones, or the last sampled one); `sampled` the tokens
+    of the turn being written; `waiting` is set when a turn is done and not yet stepped by the
+    rollout; `turns` counts the turns this row wrote; `last` / `ended` describe the last one.
+    """
+
+    state: EpisodeState
+    slot: int
+    feed: list[int]
+    turns: int
+    sampled: list[int] = field(default_factory=list)
+    waiting: bool = False
+    last: int = 0
+    ended: bool = True
 
 
 class ModelPolicy(Policy):
@@ -105,6 +103,8 @@ class ModelPolicy(Policy):
         self.call_format: ToolCallFormat = detect_tool_call_format(
             self._render(PROBE_MESSAGES, PROBE_TOOLS, add_generation_prompt=False)
         )
+        self._cache: SlotCache | None = None
+        self._rows: list[_Row | None] = []
 
     def config(self) -> dict[str, Any]:
         """Model source, sampling settings and the tool-call syntax in use."""
@@ -116,29 +116,173 @@ class ModelPolicy(Policy):
         }
 
     def act_batch(self, states: list[EpisodeState]) -> list[AssistantTurn]:
-        """Generate one turn for every state at once and parse each; keep each episode's context."""
-        prompts, contexts = zip(*(self._prompt(s) for s in states), strict=True)
-        generations = self.generate(prompts, [s.rng for s in states], contexts)
-        turns = []
-        for state, generation in zip(states, generations, strict=True):
-            state.scratch[_CONTEXT] = (self, state.turns + 1, generation.context)
-            turns.append(self._turn(state, generation))
-        return turns
+        """One turn for every state: `advance` until each has its turn."""
+        turns: dict[int, AssistantTurn] = {}
+        while len(turns) < len(states):
+            turns.update(self.advance(states))
+        return [turns[position] for position in range(len(states))]
 
-    def _prompt(self, state: EpisodeState) -> tuple[list[int], Context | None]:
-        """Token ids to feed next, and the context they continue (None: the whole conversation).
+    @torch.inference_mode()
+    def advance(self, states: list[EpisodeState]) -> dict[int, AssistantTurn]:
+        """Generate until at least one state's turn ends; return those turns by position.
 
-        After this policy's own last turn only the text the template adds since then (tool
-        result, next generation prompt) is fed, behind the tokens the model itself sampled.
+        States whose last turn the rollout has stepped get their next prompt; new states get a
+        slot; slots of episodes no longer in `states` are freed.
         """
-        owner, turns, context = state.scratch.get(_CONTEXT, (None, -1, None))
-        if owner is self and turns == state.turns and context is not None:
-            suffix = self._suffix(state.messages, context.ended)
-            if suffix is not None:
-                ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
-                return [*context.pending, *ids], context
+        rows = self._assign(states)
+        done = self._generate()
+        return {
+            position: self.turn(row.state, done[row])
+            for position, row in enumerate(rows)
+            if row in done
+        }
+
+    def turn(self, state: EpisodeState, generation: Generation) -> AssistantTurn:
+        """Parse one generation into a turn, with its text, length and verdict in `info`."""
+        written = generation.token_ids[:-1] if generation.ended else generation.token_ids
+        text = self.tokenizer.decode(written, skip_special_tokens=False)
+        info: dict[str, Any] = {"text": text, "sampled_tokens": len(generation.token_ids)}
+        if not generation.ended:
+            error: str | None = f"no end of turn within {self.max_new_tokens} tokens"
+            content, call = text, None
+        else:
+            content, call, error = self.call_format.parse(text)
+        if error is not None:
+            return AssistantTurn(content=text, error=error, info=info | {"malformed": True})
+        if call is None:
+            return AssistantTurn(content=content, info=info | {"malformed": False})
+        tool_call = ToolCall(name=call["function"]["name"], arguments=call["function"]["arguments"])
+        malformed = schema_problem(tool_call, state.tools) is not None
+        return AssistantTurn(
+            content=content, tool_call=tool_call, info=info | {"malformed": malformed}
+        )
+
+    def _assign(self, states: list[EpisodeState]) -> list[_Row]:
+        """The row of each state, after freeing the slots of episodes that are gone."""
+        if self._cache is None:
+            self._cache = SlotCache(max(len(states), 1))
+            self._rows = [None] * self._cache.rows
+        live = {id(state) for state in states}
+        self._rows = [r if r is not None and id(r.state) in live else None for r in self._rows]
+        rows = []
+        for state in states:
+            owner, row = state.scratch.get(_ROW, (None, None))
+            if owner is not self or not any(row is r for r in self._rows):
+                row = self._new_row(state)
+            elif row.waiting and state.turns == row.turns:
+                self._next_turn(row)
+            rows.append(row)
+        self._compact()
+        return rows
+
+    def _new_row(self, state: EpisodeState) -> _Row:
+        """A slot for `state`, its whole conversation to feed."""
+        assert self._cache is not None
+        if None not in self._rows:
+            extra = len(self._rows)
+            self._cache.add_rows(extra)
+            self._rows += [None] * extra
+        slot = self._rows.index(None)
+        self._cache.reset(slot)
+        row = _Row(state, slot, self._full_prompt(state), state.turns)
+        self._rows[slot] = row
+        state.scratch[_ROW] = (self, row)
+        return row
+
+    def _next_turn(self, row: _Row) -> None:
+        """Feed what the template added after the row's last turn (or everything again)."""
+        assert self._cache is not None
+        suffix = self._suffix(row.state.messages, row.ended)
+        if suffix is None:
+            self._cache.reset(row.slot)
+            row.feed = self._full_prompt(row.state)
+        else:
+            ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+            row.feed = [row.last, *ids]
+        row.sampled, row.waiting = [], False
+
+    def _full_prompt(self, state: EpisodeState) -> list[int]:
         text = self._render(state.messages, state.tools, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"], None
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _compact(self) -> None:
+        """Drop free slots from the cache once they are at least half of it."""
+        assert self._cache is not None
+        kept = [slot for slot, row in enumerate(self._rows) if row is not None]
+        if not kept or len(kept) * 2 > len(self._rows):
+            return
+        self._cache.keep_rows(kept)
+        self._rows = [self._rows[slot] for slot in kept]
+        for slot, row in enumerate(self._rows):
+            assert row is not None
+            row.slot = slot
+
+    def _generate(self) -> dict[_Row, Generation]:
+        """Prefill and decode the active rows until at least one turn ends."""
+        done: dict[_Row, Generation] = {}
+        while not done:
+            active = [r for r in self._rows if r is not None and not r.waiting]
+            if not active:
+                break
+            for row in active:
+                if len(row.feed) > 1:
+                    self._sampled([row], self._prefill(row), done)
+            decoding = [r is not None and not r.waiting and len(r.feed) == 1 for r in self._rows]
+            if any(decoding):
+                logits = self._decode(decoding)
+                rows = [r for r, on in zip(self._rows, decoding, strict=True) if on]
+                index = torch.tensor([k for k, on in enumerate(decoding) if on])
+                self._sampled(rows, logits[index.to(logits.device)], done)
+        return done
+
+    def _prefill(self, row: _Row) -> torch.Tensor:
+        """Feed all of `row`'s pending tokens in one forward; logits after the last, (1, vocab)."""
+        assert self._cache is not None
+        device = self.model.device
+        positions, mask = self._cache.plan_prefill(
+            row.slot, len(row.feed), self.model.dtype, device
+        )
+        ids = torch.tensor([row.feed], dtype=torch.long, device=device)
+        return self._forward(ids, positions, mask)
+
+    def _decode(self, decoding: list[bool]) -> torch.Tensor:
+        """One token for every decoding row in one forward; logits (rows, vocab)."""
+        assert self._cache is not None
+        device = self.model.device
+        tokens = [
+            row.feed[0] if on and row is not None else self.pad_id
+            for row, on in zip(self._rows, decoding, strict=True)
+        ]
+        positions, mask = self._cache.plan_decode(decoding, self.model.dtype, device)
+        ids = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
+        return self._forward(ids, positions, mask)
+
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self._cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1]
+
+    def _sampled(
+        self, rows: list[_Row], logits: torch.Tensor, done: dict[_Row, Generation]
+    ) -> None:
+        """Sample one token per row; a row whose turn ends goes into `done`."""
+        tokens = self._pick(logits, [row.state.rng for row in rows]).tolist()
+        for row, token in zip(rows, tokens, strict=True):
+            row.sampled.append(token)
+            row.feed = [token]
+            ended = token in self.stop_ids
+            if ended or len(row.sampled) >= self.max_new_tokens:
+                done[row] = Generation(list(row.sampled), ended)
+                row.waiting, row.last, row.ended, row.feed = True, token, ended, []
+                row.turns += 1
 
     def _suffix(self, messages: list[dict[str, Any]], ended: bool) -> str | None:
         """The rendered text after the last assistant turn's end-of-turn token, with the
@@ -154,84 +298,6 @@ class ModelPolicy(Policy):
         if cut < len(eos) or not after.startswith(before[:cut]):
             return None
         return ("" if ended else eos) + after[cut:]
-
-    @torch.inference_mode()
-    def generate(
-        self,
-        prompts: Sequence[Sequence[int]],
-        rngs: Sequence[np.random.Generator],
-        contexts: Sequence[Context | None],
-    ) -> list[Generation]:
-        """Feed each prompt behind its context and sample until each row ends, in lockstep.
-
-        Rows are aligned to the right: the cache part and the new part are each left-padded,
-        and the padding is masked out, so every row's last token is in the last column.
-        """
-        device = self.model.device
-        past = [0 if c is None else c.keys[0].shape[1] for c in contexts]
-        cached, width = max(past), max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        positions = torch.zeros((len(prompts), width), dtype=torch.long)
-        mask = torch.zeros((len(prompts), cached + width), dtype=torch.long)
-        for row, (prompt, context) in enumerate(zip(prompts, contexts, strict=True)):
-            start = 0 if context is None else context.next_position
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            positions[row, width - len(prompt) :] = torch.arange(start, start + len(prompt))
-            mask[row, cached - past[row] : cached] = 1
-            mask[row, cached + width - len(prompt) :] = 1
-        ids, positions, mask = ids.to(device), positions.to(device), mask.to(device)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=_stack(contexts, past, cached, self.model.config),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        keep_context = all(type(layer) is DynamicLayer for layer in cache.layers)
-        next_positions = positions[:, -1:] + 1
-        rows = list(range(len(prompts)))
-        sampled: list[list[int]] = [[] for _ in prompts]
-        ended = [False] * len(prompts)
-        kept: list[Context | None] = [None] * len(prompts)
-
-        def keep(k: int, row: int) -> None:
-            if keep_context:
-                kept[row] = _unstack(cache, mask, k, next_positions, sampled[row], ended[row])
-
-        for step in range(self.max_new_tokens):
-            tokens = self._pick(logits, [rngs[r] for r in rows])
-            for row, token in zip(rows, tokens.tolist(), strict=True):
-                sampled[row].append(token)
-                ended[row] = token in self.stop_ids
-            going = [k for k, row in enumerate(rows) if not ended[row]]
-            if not going or step == self.max_new_tokens - 1:
-                break
-            if len(going) < len(rows):
-                for k, row in enumerate(rows):
-                    if ended[row]:
-                        keep(k, row)
-                index = torch.tensor(going, device=device)
-                cache.batch_select_indices(index)
-                tokens, mask, next_positions = tokens[index], mask[index], next_positions[index]
-                rows = [rows[k] for k in going]
-            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-            out = self.model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=next_positions,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache, logits = out.past_key_values, out.logits[:, -1]
-            next_positions = next_positions + 1
-        for k, row in enumerate(rows):
-            keep(k, row)
-        return [
-            Generation(tokens, done, context)
-            for tokens, done, context in zip(sampled, ended, kept, strict=True)
-        ]
 
     def _pick(self, logits: torch.Tensor, rngs: list[np.random.Generator]) -> torch.Tensor:
         """Next token per row: argmax at temperature 0, else inverse-CDF sampling."""
@@ -264,67 +330,6 @@ class ModelPolicy(Policy):
         if not isinstance(text, str):
             raise ValueError("chat template did not render to text")
         return text
-
-    def _turn(self, state: EpisodeState, generation: Generation) -> AssistantTurn:
-        """Parse one generation into a turn, with its text, length and verdict in `info`."""
-        written = generation.token_ids[:-1] if generation.ended else generation.token_ids
-        text = self.tokenizer.decode(written, skip_special_tokens=False)
-        info: dict[str, Any] = {"text": text, "sampled_tokens": len(generation.token_ids)}
-        if not generation.ended:
-            error: str | None = f"no end of turn within {self.max_new_tokens} tokens"
-            content, call = text, None
-        else:
-            content, call, error = self.call_format.parse(text)
-        if error is not None:
-            return AssistantTurn(content=text, error=error, info=info | {"malformed": True})
-        if call is None:
-            return AssistantTurn(content=content, info=info | {"malformed": False})
-        tool_call = ToolCall(name=call["function"]["name"], arguments=call["function"]["arguments"])
-        malformed = schema_problem(tool_call, state.tools) is not None
-        return AssistantTurn(
-            content=content, tool_call=tool_call, info=info | {"malformed": malformed}
-        )
-
-
-def _stack(
-    contexts: Sequence[Context | None], past: list[int], width: int, config: Any
-) -> DynamicCache | None:
-    """A batch cache of `width` columns holding each context right-aligned (zeros elsewhere)."""
-    present = [c for c in contexts if c is not None]
-    if not present:
-        return None
-    layers = []
-    for layer in range(len(present[0].keys)):
-        shape = (len(contexts), *present[0].keys[layer].shape)
-        keys = present[0].keys[layer].new_zeros(shape[:2] + (width,) + shape[3:])
-        values = (
-            present[0].values[layer].new_zeros(keys.shape[:3] + present[0].values[layer].shape[-1:])
-        )
-        for row, context in enumerate(contexts):
-            if context is not None:
-                keys[row, :, width - past[row] :] = context.keys[layer]
-                values[row, :, width - past[row] :] = context.values[layer]
-        layers.append((keys, values))
-    return DynamicCache(ddp_cache_data=layers, config=config)
-
-
-def _unstack(
-    cache: DynamicCache,
-    mask: torch.Tensor,
-    k: int,
-    next_positions: torch.Tensor,
-    sampled: list[int],
-    ended: bool,
-) -> Context:
-    """Row `k` of the batch cache at its real (unmasked) tokens, as a `Context`."""
-    real = mask[k].bool()
-    return Context(
-        keys=tuple(layer.keys[k][:, real] for layer in cache.layers),
-        values=tuple(layer.values[k][:, real] for layer in cache.layers),
-        next_position=int(next_positions[k, 0]),
-        pending=(sampled[-1],),
-        ended=ended,
-    )
 
 
 def _stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
