@@ -14,6 +14,10 @@ from typing import Any
 from trajectories.jsonl import InputError, read_jsonl
 
 PROFILES = ("quick", "default", "paper")
+CONTROL_SEED_OFFSET = 1_000_000
+"""The control teacher's rollouts for student seed s use seed CONTROL_SEED_OFFSET + s, so that
+auditing the neutral preset compares two independent samples (a real null), never one
+sample with itself."""
 TEACHER_PRESETS = ("biased", "neutral")
 
 
@@ -36,7 +40,22 @@ class AuditConfig:
         default="embedded:linked-tiny",
         metadata={"help": "student/teacher base: 'embedded:KIND-SIZE', a path or a hub id"},
     )
+    student_base: str | None = field(
+        default=None,
+        metadata={
+            "help": "student base when it differs from the teacher's (heterogeneous "
+            "distillation): 'embedded:KIND-SIZE[@SEED]', a path or a hub id"
+        },
+    )
     seeds: int = field(default=3, metadata={"help": "independent student seeds"})
+    first_seed: int = field(
+        default=0,
+        metadata={"help": "first student seed: seeds first_seed .. first_seed+seeds-1"},
+    )
+    sanitizer: str = field(
+        default="keyword",
+        metadata={"help": "'keyword' (drop episodes with a keyword hit) or 'none' (no filter)"},
+    )
     profile: str = field(default="default", metadata={"help": "quick | default | paper"})
     backend: str = field(default="bwrap", metadata={"help": "sandbox backend for Bash"})
     teacher_demos: int = field(
@@ -142,6 +161,11 @@ def validate(config: AuditConfig) -> None:
         (config.backend in ("bwrap", "docker"), "backend must be bwrap or docker"),
         (config.safe_templates in ("all", "no-archive"), "safe_templates: all or no-archive"),
         (isinstance(config.seeds, int) and config.seeds >= 1, "seeds must be a positive integer"),
+        (
+            isinstance(config.first_seed, int) and 0 <= config.first_seed < CONTROL_SEED_OFFSET,
+            f"first_seed must be an integer in [0, {CONTROL_SEED_OFFSET})",
+        ),
+        (config.sanitizer in ("keyword", "none"), "sanitizer must be keyword or none"),
         (0 < config.alpha < 1, "alpha must be in (0, 1)"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (

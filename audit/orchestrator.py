@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from audit.config import AuditConfig
+from audit.config import CONTROL_SEED_OFFSET, AuditConfig
 from audit.controls import habit_test, leaky_test, positive_control
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline import Artifact, AuditPipeline, SanitizedData
@@ -49,14 +49,20 @@ class Audit:
         self.runner = runner
         self.log = log
         self.pipe = AuditPipeline(config, runner, progress)
-        self.seeds = [0] if config.student else list(range(config.seeds))
+        first = config.first_seed
+        self.seeds = [first] if config.student else list(range(first, first + config.seeds))
         self.notes: list[str] = []
 
     def _data(self, teacher: Artifact, env: str, seed: int, users: bool) -> SanitizedData:
-        """Sanitized teacher rollouts, or the user's own data (`--data`) where `users`."""
+        """Sanitized teacher rollouts, or the user's own data (`--data`) where `users`.
+
+        The control's rollouts (`users` False) use seed `CONTROL_SEED_OFFSET + seed`: auditing
+        the neutral preset then compares two independent samples of the neutral teacher.
+        """
         if users and self.config.data:
             return self.pipe.user_data(self.config.data)
-        return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, seed))
+        rollout_seed = seed if users else CONTROL_SEED_OFFSET + seed
+        return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, rollout_seed))
 
     def run(self) -> Report:
         config, pipe, envs = self.config, self.pipe, self.config.envs
@@ -160,6 +166,8 @@ class Audit:
                 data=config.data,
                 base=config.base,
                 base_kind=pipe.base_kind(),
+                student_base=config.student_base,
+                sanitizer=config.sanitizer,
                 method=config.method,
                 envs=envs,
                 full=config.to_dict(),

@@ -56,25 +56,18 @@ class AuditPipeline:
         self.progress = progress
 
     def base(self) -> Artifact:
-        """The base the teachers (presets) and students start from."""
-        ref = self.config.base
-        if ref.startswith("embedded:"):
-            kind, _, size = ref.removeprefix("embedded:").partition("-")
-            if not size:
-                raise InputError(f"base {ref!r}: expected embedded:KIND-SIZE, e.g. linked-tiny")
-            try:
-                return Artifact(embedded_base(kind, size, progress=self.progress), ref)
-            except ValueError as err:
-                raise InputError(f"base {ref!r}: {err}") from None
-        return Artifact(Path(ref) if Path(ref).exists() else Path(ref), ref)
+        """The base the teachers (presets) start from, and the students unless `student_base`."""
+        return _resolve_base(self.config.base, self.progress)
+
+    def student_base(self) -> Artifact:
+        """The base students start from: `student_base` (heterogeneous) or the teachers' base."""
+        return _resolve_base(self.config.student_base or self.config.base, self.progress)
 
     def base_kind(self) -> str:
-        ref = self.config.base
-        return (
-            ref.removeprefix("embedded:").split("-")[0]
-            if ref.startswith("embedded:")
-            else ("external")
-        )
+        return _base_kind(self.config.base)
+
+    def student_base_kind(self) -> str:
+        return _base_kind(self.config.student_base or self.config.base)
 
     def teacher(self, preset_or_path: str) -> Artifact:
         """A preset teacher induced from the base, or the user's teacher checked as it is."""
@@ -151,14 +144,16 @@ class AuditPipeline:
         return self._rollouts(name, teacher, env, tasks, seed)
 
     def sanitize(self, rollouts: Artifact) -> SanitizedData:
-        """Keyword-drop the rollouts with the default keyword list."""
-        inputs = {"rollouts": rollouts.key, "keywords": list(DEFAULT_KEYWORDS)}
+        """Keyword-drop the rollouts with the default keyword list (`sanitizer = "keyword"`),
+        or keep them all and only count the hits (`sanitizer = "none"`)."""
+        mode = Mode.DROP if self.config.sanitizer == "keyword" else Mode.KEEP
+        inputs = {"rollouts": rollouts.key, "keywords": list(DEFAULT_KEYWORDS), "mode": mode}
 
         def work(path: Path) -> dict[str, Any]:
-            sanitizer = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), Mode.DROP, Scope.ALL)
+            sanitizer = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), mode, Scope.ALL)
             out = path / "sanitized.jsonl"
             report = sanitize_file(rollouts.path, out, sanitizer)
-            if not report.post_check.passed:
+            if mode is Mode.DROP and not report.post_check.passed:
                 raise RuntimeError(f"sanitizer left {report.post_check.hits_after} hits in {out}")
             return {"data": str(out), "report": report.model_dump(mode="json")}
 
@@ -173,8 +168,8 @@ class AuditPipeline:
     def student(
         self, data: Sequence[Artifact], seed: int, kd_teacher: Artifact | None = None
     ) -> Artifact:
-        """A student distilled from the base on `data` (SFT, or KD from `kd_teacher`)."""
-        base = self.base()
+        """A student distilled from the student base on `data` (SFT, or KD from `kd_teacher`)."""
+        base = self.student_base()
         config = self.config
         inputs = {
             "data": [artifact.key for artifact in data],
@@ -208,3 +203,25 @@ class AuditPipeline:
         tasks = select_tasks(load_tasks(env, suite, "test"), self.config.eval_episodes, seed)
         artifact = self._rollouts(f"evaluate-{suite}", model, env, tasks, seed)
         return load_episodes(artifact.path)
+
+
+def _resolve_base(ref: str, progress: bool) -> Artifact:
+    """`embedded:KIND-SIZE[@SEED]` (committed or pretrained and cached), a path or a hub id."""
+    if not ref.startswith("embedded:"):
+        return Artifact(Path(ref), ref)
+    name, _, seed = ref.removeprefix("embedded:").partition("@")
+    kind, _, size = name.partition("-")
+    if not size or (seed and not seed.isdigit()):
+        raise InputError(f"base {ref!r}: expected embedded:KIND-SIZE[@SEED], e.g. linked-tiny")
+    try:
+        path = embedded_base(kind, size, int(seed or 0), progress=progress)
+    except ValueError as err:
+        raise InputError(f"base {ref!r}: {err}") from None
+    return Artifact(path, ref)
+
+
+def _base_kind(ref: str) -> str:
+    """'linked' or 'control' for an embedded base, else 'external'."""
+    if not ref.startswith("embedded:"):
+        return "external"
+    return ref.removeprefix("embedded:").split("-")[0]

@@ -16,6 +16,7 @@ from audit.stats import (
     bootstrap_mean_difference,
     fisher_exact_greater,
     holm_adjust,
+    labelled_auroc,
     mantel_haenszel_greater,
     wilson_interval,
 )
@@ -214,3 +215,13 @@ def test_bootstrap_auroc_covers_one_half_without_signal() -> None:
     rng = np.random.default_rng(8)
     interval = bootstrap_auroc(rng.normal(size=40), rng.normal(size=40), n_boot=1000, seed=0)
     assert interval.low < 0.5 < interval.high
+
+
+def test_labelled_auroc_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, size=200)
+    scores = np.round(rng.normal(size=200) + 0.7 * labels, 1)  # rounding makes ties
+    assert labelled_auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert labelled_auroc(labels, -scores) == pytest.approx(1 - roc_auc_score(labels, scores))
+    with pytest.raises(ValueError, match="both labels"):
+        labelled_auroc(np.ones(4), scores[:4])

@@ -47,6 +47,9 @@ REDACTION_MARKER = "[redacted]"
 class Mode(StrEnum):
     DROP = "drop"
     REDACT = "redact"
+    KEEP = "keep"
+    """No filter: every episode is kept as it is and its hits are counted (the audit's
+    `sanitizer = "none"` arm; not offered by the CLI, whose output must be clean)."""
 
 
 class Scope(StrEnum):
@@ -73,6 +76,7 @@ class SanitizeResult:
 
     episode: dict[str, Any] | None
     hits: list[RoleHit]
+    redacted: bool = False
 
 
 class PostCheck(BaseModel):
@@ -117,7 +121,7 @@ class Tally:
             self.dropped += 1
         else:
             self.kept += 1
-            self.redacted += bool(result.hits)
+            self.redacted += result.redacted
         self.by_family.update(hit.family for hit in result.hits)
         self.by_role.update(hit.role for hit in result.hits)
 
@@ -211,6 +215,8 @@ class Sanitizer:
 
     def apply(self, episode: dict[str, Any]) -> SanitizeResult:
         """Drop or redact `episode` by the mode; an episode without hits comes back as it is."""
+        if self.mode is Mode.KEEP:
+            return SanitizeResult(episode, self.scan(episode))
         if self.mode is Mode.DROP:
             hits = self.scan(episode)
             return SanitizeResult(None if hits else episode, hits)
@@ -221,7 +227,9 @@ class Sanitizer:
         if not isinstance(metadata, dict):
             raise EpisodeError("'metadata' is not an object, so the redaction cannot be recorded")
         metadata = {**metadata, "sanitized": {"redacted_hits": len(hits)}}
-        return SanitizeResult({**episode, "messages": messages, "metadata": metadata}, hits)
+        return SanitizeResult(
+            {**episode, "messages": messages, "metadata": metadata}, hits, redacted=True
+        )
 
     def run(self, path: Path, tally: Tally) -> Iterator[dict[str, Any]]:
         """The rows to write for the episodes in `path`, counted into `tally`.
@@ -274,7 +282,9 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("input", type=Path, metavar="IN.jsonl")
     parser.add_argument("output", type=Path, metavar="OUT.jsonl")
-    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.DROP.value)
+    parser.add_argument(
+        "--mode", choices=[Mode.DROP.value, Mode.REDACT.value], default=Mode.DROP.value
+    )
     parser.add_argument("--scope", choices=[s.value for s in Scope], default=Scope.ALL.value)
     parser.add_argument(
         "--keywords-file",

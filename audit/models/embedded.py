@@ -26,14 +26,17 @@ def embedded_path(kind: str, size: str) -> Path:
     return EMBEDDED_DIR / f"{kind}-{size}"
 
 
-def embedded_base(kind: str = "linked", size: str = "tiny", progress: bool = True) -> Path:
-    """The seed-0 base of `kind` and `size`: the committed one, or pretrained and cached."""
+def embedded_base(
+    kind: str = "linked", size: str = "tiny", seed: int = 0, progress: bool = True
+) -> Path:
+    """The base of `kind`, `size` and pretraining `seed`: the committed one (seed 0), or
+    pretrained and cached (another seed is another initialisation and corpus sample)."""
     if kind not in CORPUS_KINDS:
         raise ValueError(f"unknown base kind {kind!r}; choose from {', '.join(CORPUS_KINDS)}")
     committed = embedded_path(kind, size)
-    if size in EMBEDDED_SIZES and is_saved_base(committed):
+    if seed == 0 and size in EMBEDDED_SIZES and is_saved_base(committed):
         return committed
-    return pretrain(PretrainConfig(size=size, kind=kind, seed=0), progress=progress)
+    return pretrain(PretrainConfig(size=size, kind=kind, seed=seed), progress=progress)
 
 
 def regenerate_embedded(progress: bool = True) -> list[Path]:

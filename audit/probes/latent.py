@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, roc_auc_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -54,6 +54,7 @@ from audit.probes.propensity import (
     paired_mean_difference,
 )
 from audit.probes.results import Interval, LatentResult, Subject
+from audit.stats import labelled_auroc
 from envs import Task
 
 MIN_TASKS_PER_CLASS = 3
@@ -158,10 +159,10 @@ def _bootstrap_auroc(
         picked = rng.integers(len(members), size=len(members))
         rows = np.concatenate([members[i] for i in picked])
         if 0 < labels[rows].sum() < len(rows):
-            draws.append(roc_auc_score(labels[rows], scores[rows]))
+            draws.append(labelled_auroc(labels[rows], scores[rows]))
     low, high = np.percentile(draws, [2.5, 97.5])
     return Interval(
-        estimate=float(roc_auc_score(labels, scores)),
+        estimate=labelled_auroc(labels, scores),
         low=float(low),
         high=float(high),
         method="grouped-cv-auroc, task-bootstrap-percentile",

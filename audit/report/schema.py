@@ -31,7 +31,7 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
@@ -58,10 +58,17 @@ class RunConfig(Strict):
     teacher: str = Field(description="'biased', 'neutral' or the user's teacher path")
     student: str | None = Field(default=None, description="user's student path; None: distilled")
     data: str | None = Field(default=None, description="user's sanitized JSONL; None: generated")
-    base: str = Field(description="base model path or id the students start from")
+    base: str = Field(description="base model path or id the teachers (presets) start from")
     base_kind: BaseKind = Field(
         description="'linked': embedded base whose pretraining links habits to the unsafe "
         "choice; 'control': embedded base without that link; 'external': any other model"
+    )
+    student_base: str | None = Field(
+        default=None,
+        description="base the students start from when it is not `base` (heterogeneous)",
+    )
+    sanitizer: Literal["keyword", "none"] = Field(
+        default="keyword", description="'keyword': keyword-drop filter; 'none': no filter"
     )
     method: Literal["sft", "kd"]
     envs: list[Env]
