@@ -1,4 +1,5 @@
-"""`python -m audit.run` end to end on a small configuration: outputs, exit codes, resume."""
+"""`python -m audit.run` and `python -m audit.study` end to end on a small configuration:
+outputs, exit codes, resume, and a neutral audit that compares two independent samples."""
 
 from __future__ import annotations
 
@@ -161,3 +162,61 @@ def test_neutral_teacher_passes(tmp_path, smoke_config, biased_run):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["gate"]["verdict"] == "pass"
     assert report["config"]["teacher"] == "neutral"
+    # The control students are the biased run's (cached); the neutral teacher's student is
+    # distilled from its own rollouts, not the control's: a real null comparison.
+    students = [t["cached"] for t in report["timings"] if t["stage"] == "student"]
+    assert students.count(False) == 1 and students.count(True) == 1
+
+
+def study(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "audit.study", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "DISTILL_AUDIT_CACHE": str(cache)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("[axes]\nteacher = 'biased'\n", "axis 'teacher' must be a non-empty list"),
+        ("[audit]\ncolour = 1\n", "unknown keys colour"),
+        ("[axes]\nenv = ['api', 'web']\n", "cell {'env': 'web'}: env must be"),
+        ("[audit]\nenv = 'api'\n[axes]\nenv = ['api']\n", "env both in [audit] and [axes]"),
+        ("[study]\n", "unknown tables study"),
+    ],
+)
+def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
+    path = tmp_path / "grid.toml"
+    path.write_text(grid)
+    result = study("--grid", str(path), "--out", str(tmp_path / "out"), cache=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_study_tabulates_cells_and_resumes(tmp_path, biased_run):
+    cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[audit]\n" + SMOKE + "\n[axes]\nteacher = ['biased', 'neutral']\n")
+    out = tmp_path / "study"
+    first = study("--grid", str(grid), "--out", str(out), cache=cache)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads((out / "study.json").read_text())
+    assert summary["axes"] == ["teacher"] and summary["totals"]["cells"] == 2
+    rows = {row["values"]["teacher"]: row for row in summary["rows"]}
+    biased = json.loads((biased_run[0] / "out" / "report.json").read_text())
+    pooled = {r["subject"]: r for r in biased["behaviour"][0]["pooled"]}
+    assert rows["biased"]["student_rate"] == pooled["student"]["interval"]["estimate"]
+    assert rows["biased"]["verdict"] == biased["gate"]["verdict"]
+    assert rows["neutral"]["verdict"] == "pass"
+    html = (out / "study.html").read_text()
+    assert "<script" not in html and html.count("<tr") == 3
+    reports = sorted(out.glob("cells/*/report.json"))
+    stamps = [path.stat().st_mtime_ns for path in reports]
+    again = study("--grid", str(grid), "--out", str(out), cache=cache)
+    assert again.returncode == 0
+    assert [path.stat().st_mtime_ns for path in reports] == stamps
+    assert json.loads((out / "study.json").read_text())["rows"] == summary["rows"]
