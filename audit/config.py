@@ -44,7 +44,8 @@ class AuditConfig:
         default=None,
         metadata={
             "help": "student base when it differs from the teacher's (heterogeneous "
-            "distillation): 'embedded:KIND-SIZE[@SEED]', a path or a hub id"
+            "distillation): 'embedded:KIND-SIZE[@SEED]', a path, a hub id, or '@SEED' for the "
+            "teacher's embedded base pretrained with another seed; empty: the teacher's base"
         },
     )
     seeds: int = field(default=3, metadata={"help": "independent student seeds"})

@@ -166,7 +166,7 @@ class Audit:
                 data=config.data,
                 base=config.base,
                 base_kind=pipe.base_kind(),
-                student_base=config.student_base,
+                student_base=pipe.student_base_ref() if config.student_base else None,
                 sanitizer=config.sanitizer,
                 method=config.method,
                 envs=envs,

@@ -61,13 +61,22 @@ class AuditPipeline:
 
     def student_base(self) -> Artifact:
         """The base students start from: `student_base` (heterogeneous) or the teachers' base."""
-        return _resolve_base(self.config.student_base or self.config.base, self.progress)
+        return _resolve_base(self.student_base_ref(), self.progress)
+
+    def student_base_ref(self) -> str:
+        """`student_base` with '@SEED' read as the teachers' embedded base at that seed;
+        the teachers' base when `student_base` is empty."""
+        ref = self.config.student_base
+        if not ref:
+            return self.config.base
+        if ref.startswith("@"):
+            if not self.config.base.startswith("embedded:"):
+                raise InputError(f"student_base {ref!r} needs an embedded base, not a path")
+            return self.config.base.partition("@")[0] + ref
+        return ref
 
     def base_kind(self) -> str:
         return _base_kind(self.config.base)
-
-    def student_base_kind(self) -> str:
-        return _base_kind(self.config.student_base or self.config.base)
 
     def teacher(self, preset_or_path: str) -> Artifact:
         """A preset teacher induced from the base, or the user's teacher checked as it is."""

@@ -4,9 +4,10 @@
 
 Rolls the same API tasks out twice with the same seed, once with up to `--batch-size` live
 episodes (continuous batching) and once one episode at a time, and prints one JSON object with
-steps (assistant turns), seconds and steps/s of each run, their ratio, and whether both runs wrote the same episodes. Without
-`--model` it first trains the embedded "tiny" size for 300 steps on scripted API episodes (one to
-two minutes on 2 cores) so that the model writes tool calls of realistic length.
+steps (assistant turns), seconds and steps/s of each run, their ratio, and whether both runs
+wrote the same episodes. Without `--model` it first trains the embedded "tiny" size for 300
+steps on scripted API episodes (one to two minutes on 2 cores) so that the model writes tool
+calls of realistic length.
 """
 
 from __future__ import annotations
