@@ -38,6 +38,9 @@ def test_profile_flag_selects_presets():
         ({"alpha": 2.0}, "alpha"),
         ({"data": "/no/such.jsonl"}, "no such data file"),
         ({"profile": "huge"}, "unknown profile"),
+        ({"first_seed": -1}, "first_seed must be"),
+        ({"first_seed": 1_000_000}, "first_seed must be"),
+        ({"sanitizer": "regex"}, "sanitizer must be"),
     ],
 )
 def test_bad_values_are_input_errors(flags, message):
@@ -61,3 +64,22 @@ def test_toml_errors_name_the_file(tmp_path):
 def test_model_directory_teacher_is_accepted(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert build_config("default", {}, {"teacher": str(tmp_path)}).teacher == str(tmp_path)
+
+
+def test_student_base_seed_shorthand_and_errors():
+    from audit.pipeline import AuditPipeline
+    from audit.stages import StageRunner
+
+    def ref(**flags):
+        return AuditPipeline(build_config("default", {}, flags), StageRunner(), False)
+
+    assert ref().student_base_ref() == "embedded:linked-tiny"
+    assert ref(student_base="@1").student_base_ref() == "embedded:linked-tiny@1"
+    assert ref(base="embedded:control-tiny@2", student_base="@1").student_base_ref() == (
+        "embedded:control-tiny@1"
+    )
+    assert ref(student_base="org/model").student_base_ref() == "org/model"
+    with pytest.raises(InputError, match="needs an embedded base"):
+        ref(base="org/model", student_base="@1").student_base_ref()
+    with pytest.raises(InputError, match="expected embedded:KIND-SIZE"):
+        ref(base="embedded:linked-tiny@x").base()

@@ -310,3 +310,21 @@ def test_hits_left_after_writing_exit_3_and_remove_output(
     assert not out.exists()
     assert json.loads(report_path.read_text())["post_check"] == {"hits_after": 1, "passed": False}
     assert "error: internal: 1 keyword hits left" in capsys.readouterr().err
+
+
+def test_keep_mode_changes_nothing_and_counts_hits(data: Path, tmp_path: Path) -> None:
+    from trajectories.keywords import DEFAULT_KEYWORDS
+    from trajectories.sanitize import sanitize_file
+
+    out = tmp_path / "out.jsonl"
+    sanitizer = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), Mode.KEEP)
+    report = sanitize_file(data, out, sanitizer)
+    assert read_rows(out) == read_rows(data)
+    assert (report.episodes_in, report.kept, report.dropped, report.redacted) == (5, 5, 0, 0)
+    assert report.hits_total == 4 and report.post_check.hits_after == 4
+    assert not report.post_check.passed
+
+
+def test_cli_does_not_offer_keep(data: Path, tmp_path: Path) -> None:
+    result = sanitize(data, tmp_path / "out.jsonl", "--mode", "keep")
+    assert result.returncode == 2 and not (tmp_path / "out.jsonl").exists()
