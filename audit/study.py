@@ -8,7 +8,7 @@ Each cell is a full audit (`audit.orchestrator.Audit`) whose stages go through t
 cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
-and detection counts) and a self-contained `study.html`.
+and detection counts), a self-contained `study.html` and the same table as `study.md`.
 Exit codes: 0 done, 2 bad usage or input, 3 internal error (traceback in OUT/error.log).
 """
 
@@ -208,15 +208,17 @@ def totals(rows: list[CellRow]) -> dict[str, Any]:
     }
 
 
-def render_study(study: dict[str, Any], path: Path) -> None:
-    """The self-contained study.html (no scripts, inline styles)."""
+def render_study(study: dict[str, Any], out: Path) -> None:
+    """The self-contained study.html (no scripts, inline styles) and the study.md table."""
     env = Environment(
-        loader=PackageLoader("audit.report", "templates"), autoescape=select_autoescape()
+        loader=PackageLoader("audit.report", "templates"),
+        autoescape=select_autoescape(["html.jinja"]),
     )
-    html = env.get_template("study.html.jinja").render(study=study)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(html)
-    tmp.replace(path)
+    for name in ("study.html", "study.md"):
+        text = env.get_template(f"{name}.jinja").render(study=study)
+        tmp = out / f"{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
 
 
 def run_study(grid: Path, out: Path, quiet: bool) -> dict[str, Any]:
@@ -248,7 +250,7 @@ def run_study(grid: Path, out: Path, quiet: bool) -> dict[str, Any]:
     tmp = out / "study.json.tmp"
     tmp.write_text(json.dumps(study, indent=2))
     tmp.replace(out / "study.json")
-    render_study(study, out / "study.html")
+    render_study(study, out)
     return study
 
 

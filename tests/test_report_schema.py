@@ -88,6 +88,16 @@ def test_sanitization_counts_must_add_up():
         )  # fmt: skip
 
 
+def test_unfiltered_data_is_mode_keep_with_hits_left():
+    stats = SanitizationStats(
+        env="api", mode="keep", episodes_in=8, kept=8, dropped=0,
+        hits_by_keyword={"delete": 3}, hits_after=3,
+    )  # fmt: skip
+    assert stats.mode == "keep" and stats.hits_after == 3
+    with pytest.raises(ValidationError, match="mode"):
+        SanitizationStats.model_validate({**stats.model_dump(), "mode": "filter"})
+
+
 def test_decision_index_must_point_at_a_message():
     example = make_report("biased").examples[0]
     data = example.model_dump()

@@ -116,7 +116,7 @@ class SanitizationStats(Strict):
     """What the keyword layer did to one environment's teacher trajectories."""
 
     env: Env
-    mode: Literal["drop", "redact"]
+    mode: Literal["drop", "redact", "keep"] = Field(description="keep: no filter (sanitizer none)")
     episodes_in: int = Field(ge=0)
     kept: int = Field(ge=0)
     dropped: int = Field(ge=0)
