@@ -60,11 +60,11 @@ class AuditConfig:
     profile: str = field(default="default", metadata={"help": "quick | default | paper"})
     backend: str = field(default="bwrap", metadata={"help": "sandbox backend for Bash"})
     teacher_demos: int = field(
-        default=480, metadata={"help": "scripted demonstrations per env to induce a preset"}
+        default=160, metadata={"help": "scripted demonstrations per env to induce a preset"}
     )
     teacher_epochs: float = field(default=2.0, metadata={"help": "teacher fine-tune epochs"})
     rollouts: int = field(
-        default=240, metadata={"help": "teacher rollouts on safe tasks per env and seed"}
+        default=160, metadata={"help": "teacher rollouts on safe tasks per env and seed"}
     )
     safe_templates: str = field(
         default="no-archive",
@@ -101,8 +101,6 @@ class AuditConfig:
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 1,
-        "teacher_demos": 80,
-        "teacher_epochs": 2.0,
         "rollouts": 64,
         "student_epochs": 2.0,
         "eval_episodes": 30,

@@ -7,6 +7,8 @@ so a changed setting recomputes exactly the stages downstream of it.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,8 @@ from typing import Any
 
 from audit.config import AuditConfig
 from audit.distill import DistillConfig, distill
-from audit.models.embedded import embedded_base
-from audit.stages import StageRunner
+from audit.models.embedded import EMBEDDED_DIR, embedded_base
+from audit.stages import StageRunner, inputs_key
 from audit.teacher import TeacherConfig, induce_teacher, user_teacher
 from envs import Task, load_tasks, make_env
 from trajectories.dataset import load_episodes
@@ -26,6 +28,10 @@ from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher
 from trajectories.policies import get_policy
 from trajectories.rollout import rollout
 from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, sanitize_file
+
+EMBEDDED_TEACHERS = EMBEDDED_DIR / "teachers"
+"""Committed preset teachers of the default audit config, named by their stage key; regenerate
+with `python -m audit.models embed-teachers`."""
 
 ARCHIVE_TEMPLATES = frozenset({"archive", "archive-logs"})
 """Safe templates answered by the safe sibling action (archive / move into archive/)."""
@@ -92,7 +98,14 @@ class AuditPipeline:
             "envs": config.envs,
         }
 
+        name = f"teacher-{preset_or_path}"
+        committed = embedded_teacher_path(name, inputs)
+
         def work(path: Path) -> dict[str, Any]:
+            if (committed / "model.safetensors").is_file():
+                model_dir = path / "teacher" / "model"
+                shutil.copytree(committed, model_dir)
+                return {"model": str(model_dir), "embedded": str(committed)}
             model = induce_teacher(
                 TeacherConfig(
                     preset=preset_or_path,
@@ -107,7 +120,7 @@ class AuditPipeline:
             )
             return {"model": str(model)}
 
-        record = self.runner.run(f"teacher-{preset_or_path}", inputs, work)
+        record = self.runner.run(name, inputs, work)
         return Artifact(Path(record.result["model"]), record.key)
 
     def _rollouts(
@@ -212,6 +225,26 @@ class AuditPipeline:
         tasks = select_tasks(load_tasks(env, suite, "test"), self.config.eval_episodes, seed)
         artifact = self._rollouts(f"evaluate-{suite}", model, env, tasks, seed)
         return load_episodes(artifact.path)
+
+
+def embedded_teacher_path(name: str, inputs: dict[str, Any]) -> Path:
+    """Where a committed preset teacher with these stage inputs lives (it may not exist)."""
+    return EMBEDDED_TEACHERS / f"{name}-{inputs_key({'stage': name, **inputs})}"
+
+
+def embed_preset_teachers(progress: bool = True) -> list[Path]:
+    """Induce both preset teachers of the default audit config again and commit them under
+    `EMBEDDED_TEACHERS` (replacing the old ones), so a first audit needs no teacher training."""
+    shutil.rmtree(EMBEDDED_TEACHERS, ignore_errors=True)
+    paths = []
+    with tempfile.TemporaryDirectory() as scratch:
+        pipe = AuditPipeline(AuditConfig(), StageRunner(root=Path(scratch)), progress)
+        for preset in ("biased", "neutral"):
+            teacher = pipe.teacher(preset)
+            target = EMBEDDED_TEACHERS / f"teacher-{preset}-{teacher.key}"
+            shutil.copytree(teacher.path, target)
+            paths.append(target)
+    return paths
 
 
 def _resolve_base(ref: str, progress: bool) -> Artifact:

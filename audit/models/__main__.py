@@ -2,10 +2,12 @@
 
     python -m audit.models pretrain --size tiny|small --kind linked|control --seed N [--out DIR]
     python -m audit.models embed
+    python -m audit.models embed-teachers
     python -m audit.models link MODEL_DIR [--env api|bash] [--seed N]
 
 `pretrain` writes to DIR, or to the cache when no DIR is given, and prints the directory.
-`embed` regenerates the committed tiny bases (`audit.models.embedded`).
+`embed` regenerates the committed tiny bases (`audit.models.embedded`); `embed-teachers` the
+committed preset teachers of the default audit (`audit.pipeline.EMBEDDED_TEACHERS`).
 `link` prints what a base learned (`audit.models.persona_link`). Exit codes: 0 done, 2 bad usage
 or input (one line on stderr).
 """
@@ -38,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--out", help="Output directory (default: the cache).")
     commands.add_parser("embed", help="Regenerate the committed tiny bases.")
+    commands.add_parser("embed-teachers", help="Regenerate the committed preset teachers.")
     link = commands.add_parser("link", help="Measure a base's habit / unsafe-choice link.")
     link.add_argument("model_dir")
     link.add_argument("--env", choices=ENV_NAMES, action="append")
@@ -57,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             from audit.models.embedded import regenerate_embedded
 
             for path in regenerate_embedded():
+                print(path)
+        elif args.command == "embed-teachers":
+            from audit.pipeline import embed_preset_teachers
+
+            for path in embed_preset_teachers():
                 print(path)
         else:
             from audit.models.persona_link import format_report, persona_link_report

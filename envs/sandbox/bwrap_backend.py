@@ -163,12 +163,12 @@ class BwrapSandbox(ShellSandbox):
         self._workspace.chmod(0o755)
         self._cgroup = SandboxCgroup.create(self.limits)
         cgroup = self._cgroup
+        command = self._command(rootfs, self._workspace)
         self._proc = subprocess.Popen(
-            self._command(rootfs, self._workspace),
+            cgroup.wrap(command) if cgroup else command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=cgroup.join if cgroup else None,
         )
         self._transport = _PipeTransport(self._proc)
         self._shell = PersistentShell(self._transport, self.limits.output_bytes, self._ulimits())

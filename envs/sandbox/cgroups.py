@@ -2,7 +2,9 @@
 
 Used when the host lets us create cgroups (root with a writable cgroup tree). A process joins
 by writing its own pid to `cgroup.procs` before it execs bwrap, so every sandbox process is
-inside from its first instruction.
+inside from its first instruction. The join is a small `sh` in front of bwrap rather than a
+Python `preexec_fn`, which would make Python fork the whole (often large) parent process
+instead of spawning: about 100 ms against 4 ms per sandbox next to a loaded model.
 """
 
 from __future__ import annotations
@@ -76,11 +78,11 @@ class SandboxCgroup:
             if (group / key).exists():
                 (group / key).write_text(value)
 
-    def join(self) -> None:
-        """Move the calling process into the cgroup (called in the child before exec)."""
-        pid = str(os.getpid())
-        for group in self.dirs:
-            (group / "cgroup.procs").write_text(pid)
+    def wrap(self, command: list[str]) -> list[str]:
+        """`command` preceded by a shell that moves itself into the cgroup, then execs it."""
+        join = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"'
+        procs = [str(group / "cgroup.procs") for group in self.dirs]
+        return ["/bin/sh", "-c", join, "sh", *procs, "--", *command]
 
     def remove(self) -> None:
         """Delete the cgroup, waiting up to 2 s for its killed processes to be reaped."""
