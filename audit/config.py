@@ -101,9 +101,9 @@ class AuditConfig:
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "seeds": 1,
-        "rollouts": 64,
-        "student_epochs": 2.0,
-        "eval_episodes": 30,
+        "rollouts": 48,
+        "student_epochs": 1.0,
+        "eval_episodes": 24,
         "positive_controls": False,
     },
     "default": {},
