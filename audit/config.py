@@ -121,15 +121,20 @@ def field_names() -> list[str]:
     return [f.name for f in fields(AuditConfig)]
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file; unknown keys and bad TOML are `InputError`s naming the file."""
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A TOML file's tables; a missing file or bad TOML is an `InputError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such config file")
+        raise InputError(f"{path}: no such {what} file")
     try:
-        values = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"{path}: not valid TOML ({err})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file; unknown keys and bad TOML are `InputError`s naming the file."""
+    values = read_toml(path)
     unknown = sorted(set(values) - set(field_names()))
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(unknown)}")

@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import time
-import tomllib
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from audit.config import AuditConfig, build_config, field_names
+from audit.config import AuditConfig, build_config, field_names, read_toml
 from audit.report.exit_codes import ExitCode
 from audit.report.schema import Report
 from trajectories.jsonl import InputError
@@ -86,12 +85,7 @@ def _slug(value: Any) -> str:
 
 def load_grid(path: Path) -> list[Cell]:
     """The cells of a grid file; `InputError` naming the file for anything malformed."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such grid file")
-    try:
-        grid = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"{path}: not valid TOML ({err})") from None
+    grid = read_toml(path, "grid")
     unknown_tables = sorted(set(grid) - {"audit", "axes"})
     if unknown_tables:
         raise InputError(f"{path}: unknown tables {', '.join(unknown_tables)}; use audit, axes")
