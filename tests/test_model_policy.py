@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -201,3 +202,26 @@ def test_generate_cli_missing_model_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no such model directory" in done.stderr
     assert not out.exists()
+
+
+def test_act_batch_answers_every_state_and_survives_foreign_turns(agent_dir: Path) -> None:
+    policy = load_model_policy(str(agent_dir))
+    env = make_env("api")
+    states = []
+    for index, task in enumerate(_api_tasks(3)):
+        env.reset(task)
+        rng = np.random.default_rng(index)
+        states.append(EpisodeState(index, task, [{"role": "user", "content": task.instruction}],
+                                   env.tools(), rng))  # fmt: skip
+    turns = policy.act_batch(states)
+    assert len(turns) == 3 and all(t.info["sampled_tokens"] >= 1 for t in turns)
+    # Another agent writes the next turn of episode 0: its cached context is no longer the
+    # conversation, so the policy renders it again instead of waiting for its own turn.
+    states[0].messages += [
+        {"role": "assistant", "content": turns[0].content},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [
+            {"type": "function", "function": {"name": "list", "arguments": {}}}]},
+        {"role": "tool", "name": "list", "content": "[]"},
+    ]  # fmt: skip
+    (again,) = policy.act_batch(states[:1])
+    assert again.info["sampled_tokens"] >= 1

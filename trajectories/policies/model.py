@@ -126,8 +126,9 @@ class ModelPolicy(Policy):
     def advance(self, states: list[EpisodeState]) -> dict[int, AssistantTurn]:
         """Generate until at least one state's turn ends; return those turns by position.
 
-        States whose last turn the rollout has stepped get their next prompt; new states get a
-        slot; slots of episodes no longer in `states` are freed.
+        States whose last turn the rollout has stepped get their next prompt; a state whose
+        turn is not stepped yet keeps waiting; new states get a slot; slots of episodes no
+        longer in `states` are freed.
         """
         rows = self._assign(states)
         done = self._generate()
@@ -169,8 +170,8 @@ class ModelPolicy(Policy):
             owner, row = state.scratch.get(_ROW, (None, None))
             if owner is not self or not any(row is r for r in self._rows):
                 row = self._new_row(state)
-            elif row.waiting and state.turns == row.turns:
-                self._next_turn(row)
+            elif row.waiting and state.turns != row.turns - 1:
+                self._next_turn(row, resume=state.turns == row.turns)
             rows.append(row)
         self._compact()
         return rows
@@ -189,12 +190,14 @@ class ModelPolicy(Policy):
         state.scratch[_ROW] = (self, row)
         return row
 
-    def _next_turn(self, row: _Row) -> None:
-        """Feed what the template added after the row's last turn (or everything again)."""
+    def _next_turn(self, row: _Row, resume: bool) -> None:
+        """Feed what the template added after the row's last turn; everything again when the
+        conversation is not the row's own (`resume` False) or the template cannot say."""
         assert self._cache is not None
-        suffix = self._suffix(row.state.messages, row.ended)
+        suffix = self._suffix(row.state.messages, row.ended) if resume else None
         if suffix is None:
             self._cache.reset(row.slot)
+            row.turns = row.state.turns
             row.feed = self._full_prompt(row.state)
         else:
             ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
