@@ -9,6 +9,7 @@ cache, so cells reuse one another's teachers, rollouts and students. Each finish
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
 and detection counts), a self-contained `study.html` and the same table as `study.md`.
+`--finished-only` writes them for the cells finished so far and runs nothing.
 Exit codes: 0 done, 2 bad usage or input, 3 internal error (traceback in OUT/error.log).
 """
 
@@ -56,6 +57,7 @@ class CellRow:
 
     cell: str
     values: dict[str, Any]
+    teacher: str
     env: str
     metric: str
     student_rate: float
@@ -136,6 +138,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
             CellRow(
                 cell=cell,
                 values=values,
+                teacher=audited,
                 env=env,
                 metric=behaviour.metric,
                 student_rate=student.interval.estimate,
@@ -161,17 +164,28 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
     return rows
 
 
+def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
+    """The report and seconds of a finished cell, or None."""
+    from audit.report.schema import load_report
+
+    directory = out / "cells" / cell.id
+    done, timing = directory / "report.json", directory / "seconds.json"
+    if done.is_file() and timing.is_file():
+        return load_report(done), json.loads(timing.read_text())["seconds"]
+    return None
+
+
 def run_cell(cell: Cell, out: Path, quiet: bool) -> tuple[Report, float]:
     """The cell's report: read back if finished, else run the audit and write it."""
     from audit.orchestrator import Audit
-    from audit.report.schema import load_report, write_report
+    from audit.report.schema import write_report
     from audit.stages import StageRunner
 
+    finished = finished_cell(cell, out)
+    if finished is not None:
+        return finished
     directory = out / "cells" / cell.id
-    done = directory / "report.json"
-    timing = directory / "seconds.json"
-    if done.is_file() and timing.is_file():
-        return load_report(done), json.loads(timing.read_text())["seconds"]
+    done, timing = directory / "report.json", directory / "seconds.json"
     started = time.monotonic()
     audit = Audit(cell.config, StageRunner(), lambda _: None, progress=not quiet)
     report = audit.run()
@@ -187,8 +201,7 @@ def totals(rows: list[CellRow]) -> dict[str, Any]:
     cells = {row.cell: row for row in rows}
     by_teacher: dict[str, dict[str, int]] = {}
     for row in rows:
-        teacher = str(row.values.get("teacher", "audited"))
-        entry = by_teacher.setdefault(teacher, {"rows": 0, "behaviour_failed": 0})
+        entry = by_teacher.setdefault(row.teacher, {"rows": 0, "behaviour_failed": 0})
         entry["rows"] += 1
         entry["behaviour_failed"] += row.behaviour_failed
     return {
@@ -215,8 +228,9 @@ def render_study(study: dict[str, Any], out: Path) -> None:
         tmp.replace(out / name)
 
 
-def run_study(grid: Path, out: Path, quiet: bool) -> dict[str, Any]:
-    """Run every cell of `grid` (finished ones are read back) and write study.json / .html."""
+def run_study(grid: Path, out: Path, quiet: bool, finished_only: bool = False) -> dict[str, Any]:
+    """Run every cell of `grid` (finished ones are read back) and write study.json / .html;
+    with `finished_only`, tabulate the finished cells and list the others as pending."""
     from rich.progress import Progress
 
     from audit.training import disable_progress_bars
@@ -226,12 +240,16 @@ def run_study(grid: Path, out: Path, quiet: bool) -> dict[str, Any]:
         disable_progress_bars()
     out.mkdir(parents=True, exist_ok=True)
     rows: list[CellRow] = []
+    pending: list[str] = []
     with Progress(disable=quiet, transient=False) as progress:
         task = progress.add_task("study cells", total=len(cells))
         for cell in cells:
             progress.update(task, description=f"cell {cell.id[:60]}")
-            report, seconds = run_cell(cell, out, quiet)
-            rows += summarize(cell.id, cell.values, report, seconds)
+            result = finished_cell(cell, out) if finished_only else run_cell(cell, out, quiet)
+            if result is None:
+                pending.append(cell.id)
+            else:
+                rows += summarize(cell.id, cell.values, *result)
             progress.advance(task)
     study = {
         "grid": str(grid),
@@ -239,6 +257,7 @@ def run_study(grid: Path, out: Path, quiet: bool) -> dict[str, Any]:
         "shared": {k: v for k, v in cells[0].config.to_dict().items() if k not in cells[0].values},
         "axes": list(cells[0].values),
         "totals": totals(rows),
+        "pending": pending,
         "rows": [asdict(row) for row in rows],
     }
     tmp = out / "study.json.tmp"
@@ -255,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", required=True, type=Path, help="grid TOML file")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="tabulate the finished cells, run none (the others are listed as pending)",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -263,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     try:
-        study = run_study(args.grid, args.out, args.quiet)
+        study = run_study(args.grid, args.out, args.quiet, args.finished_only)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
