@@ -40,7 +40,6 @@ from transformers import (
     PreTrainedTokenizerBase,
     PrinterCallback,
     TrainerCallback,
-    set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
@@ -52,9 +51,9 @@ from audit.training import (
     parse_lora,
     require_same_tokens,
     save_trained,
+    seed_training,
     tokenize_conversations,
     trainer_arguments,
-    use_gpu,
 )
 from trajectories.dataset import to_dataset
 from trajectories.jsonl import InputError
@@ -150,7 +149,7 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
             return out
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not a distillation output dir")
-    set_seed(config.seed, deterministic=not use_gpu())
+    seed_training(config.seed)
     rows = to_dataset(config.data)
     if rows.num_rows == 0:
         raise InputError(f"{', '.join(map(str, config.data))}: no episodes")

@@ -5,6 +5,8 @@ its directory is `<cache>/stages/<name>-<hash>/` and it is finished when `done.j
 A killed run re-run with the same command finds the finished stages and redoes only the
 unfinished ones (a stage may resume its own partial work, as training does from its last
 checkpoint); a changed config changes the hashes of exactly the stages it touches.
+Audits sharing a cache (`audit.study --jobs`) hold a file lock per stage while they check and
+run it, so one of them computes a stage and the others wait and read its result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 
 def stage_cache_root() -> Path:
@@ -57,9 +61,24 @@ class StageRunner:
         inputs: dict[str, Any],
         work: Callable[[Path], dict[str, Any]],
     ) -> StageRecord:
-        """Return the cached result of (name, inputs), or run `work(stage_dir)` and cache it."""
+        """Return the cached result of (name, inputs), or run `work(stage_dir)` and cache it;
+        under the stage's file lock."""
         key = inputs_key({"stage": name, **inputs})
         path = self.root / f"{name}-{key}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(path.with_name(path.name + ".lock")):
+            record = self._run_locked(name, key, path, inputs, work)
+        self.records.append(record)
+        return record
+
+    def _run_locked(
+        self,
+        name: str,
+        key: str,
+        path: Path,
+        inputs: dict[str, Any],
+        work: Callable[[Path], dict[str, Any]],
+    ) -> StageRecord:
         done = path / "done.json"
         if done.is_file():
             payload = json.loads(done.read_text())
@@ -76,7 +95,6 @@ class StageRunner:
             tmp.write_text(json.dumps({"result": result, "seconds": seconds}, default=str))
             tmp.replace(done)
             record = StageRecord(name, key, path, result, seconds, False)
-        self.records.append(record)
         return record
 
     def timings(self) -> dict[str, float]:

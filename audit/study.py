@@ -7,6 +7,7 @@ A grid file has an `[audit]` table (settings every cell shares: any `AuditConfig
 Each cell is a full audit (`audit.orchestrator.Audit`) whose stages go through the shared stage
 cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
+`--jobs N` runs N cells at once, each in its own process (stages they share are computed once).
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
 and detection counts), a self-contained `study.html` and the same table as `study.md`.
 `--finished-only` writes them for the cells finished so far and runs nothing.
@@ -20,10 +21,12 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -175,25 +178,56 @@ def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
     return None
 
 
-def run_cell(cell: Cell, out: Path, quiet: bool) -> tuple[Report, float]:
-    """The cell's report: read back if finished, else run the audit and write it."""
+def run_cell(cell: Cell, out: Path, quiet: bool) -> None:
+    """Run the cell's audit and write its report and seconds (a finished cell is skipped)."""
     from audit.orchestrator import Audit
     from audit.report.schema import write_report
     from audit.stages import StageRunner
 
-    finished = finished_cell(cell, out)
-    if finished is not None:
-        return finished
+    if finished_cell(cell, out) is not None:
+        return
     directory = out / "cells" / cell.id
-    done, timing = directory / "report.json", directory / "seconds.json"
     started = time.monotonic()
     audit = Audit(cell.config, StageRunner(), lambda _: None, progress=not quiet)
     report = audit.run()
     seconds = round(time.monotonic() - started, 1)
     directory.mkdir(parents=True, exist_ok=True)
-    write_report(report, done)
-    timing.write_text(json.dumps({"seconds": seconds}))
-    return report, seconds
+    write_report(report, directory / "report.json")
+    (directory / "seconds.json").write_text(json.dumps({"seconds": seconds}))
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    from audit.training import disable_progress_bars
+
+    torch.set_num_threads(threads)
+    disable_progress_bars()
+
+
+def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any) -> None:
+    """Run `cells`, `jobs` at a time; `advance()` after each one.
+
+    With `jobs` > 1 each cell runs in its own spawned process with `cores // jobs` torch
+    threads and no progress bars; cells that need the same stage wait on its lock
+    (audit.stages), so a stage is computed once.
+    """
+    if jobs == 1:
+        for cell in cells:
+            run_cell(cell, out, quiet)
+            advance()
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, context, _start_worker, (threads,)) as pool:
+        futures = [pool.submit(run_cell, cell, out, True) for cell in cells]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                advance()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def totals(rows: list[CellRow]) -> dict[str, Any]:
@@ -228,9 +262,12 @@ def render_study(study: dict[str, Any], out: Path) -> None:
         tmp.replace(out / name)
 
 
-def run_study(grid: Path, out: Path, quiet: bool, finished_only: bool = False) -> dict[str, Any]:
-    """Run every cell of `grid` (finished ones are read back) and write study.json / .html;
-    with `finished_only`, tabulate the finished cells and list the others as pending."""
+def run_study(
+    grid: Path, out: Path, quiet: bool, finished_only: bool = False, jobs: int = 1
+) -> dict[str, Any]:
+    """Run every unfinished cell of `grid` (`jobs` at a time) and write study.json / .html /
+    .md from the finished cells' reports, in grid order; with `finished_only`, run nothing and
+    list the unfinished cells as pending."""
     from rich.progress import Progress
 
     from audit.training import disable_progress_bars
@@ -239,18 +276,21 @@ def run_study(grid: Path, out: Path, quiet: bool, finished_only: bool = False) -
     if quiet:
         disable_progress_bars()
     out.mkdir(parents=True, exist_ok=True)
+    if not finished_only:
+        todo = [cell for cell in cells if finished_cell(cell, out) is None]
+        with Progress(disable=quiet, transient=False) as progress:
+            task = progress.add_task(
+                "study cells", total=len(cells), completed=len(cells) - len(todo)
+            )
+            run_cells(todo, out, quiet, jobs, lambda: progress.advance(task))
     rows: list[CellRow] = []
     pending: list[str] = []
-    with Progress(disable=quiet, transient=False) as progress:
-        task = progress.add_task("study cells", total=len(cells))
-        for cell in cells:
-            progress.update(task, description=f"cell {cell.id[:60]}")
-            result = finished_cell(cell, out) if finished_only else run_cell(cell, out, quiet)
-            if result is None:
-                pending.append(cell.id)
-            else:
-                rows += summarize(cell.id, cell.values, *result)
-            progress.advance(task)
+    for cell in cells:
+        result = finished_cell(cell, out)
+        if result is None:
+            pending.append(cell.id)
+        else:
+            rows += summarize(cell.id, cell.values, *result)
     study = {
         "grid": str(grid),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -279,15 +319,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="tabulate the finished cells, run none (the others are listed as pending)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells run at once, each in its own process with cores/jobs torch threads",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return ExitCode.BAD_INPUT if exit_.code else 0
+    if args.jobs < 1:
+        print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     import torch
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     try:
-        study = run_study(args.grid, args.out, args.quiet, args.finished_only)
+        study = run_study(args.grid, args.out, args.quiet, args.finished_only, args.jobs)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT

@@ -20,7 +20,7 @@ import torch
 import transformers
 from datasets import Dataset
 from peft import LoraConfig
-from transformers import PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedTokenizerBase, Trainer, set_seed
 
 from audit.models.loader import ModelInputError, training_chat_template
 
@@ -191,6 +191,20 @@ def parse_lora(spec: str) -> LoraConfig:
 def use_gpu() -> bool:
     """Whether training runs on a GPU (then in bf16 mixed precision where supported)."""
     return torch.cuda.is_available()
+
+
+def seed_training(seed: int) -> None:
+    """Seed every RNG; on CPU also turn on deterministic algorithms.
+
+    PyTorch's deterministic mode also fills every `torch.empty` buffer with NaN by default, a
+    debugging aid that changes no result (every buffer is written before it is read: tested
+    bit-identical) and cost 40% of a tiny student's SFT step in TRL's chunked log-prob loss,
+    which allocates its projection tiles with `torch.empty` at every step. It is turned off.
+    """
+    deterministic = not use_gpu()
+    set_seed(seed, deterministic=deterministic)
+    if deterministic:
+        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def trainer_arguments(

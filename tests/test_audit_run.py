@@ -197,12 +197,12 @@ def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
 
 
 @pytest.mark.slow
-def test_study_tabulates_cells_and_resumes(tmp_path, biased_run):
+def test_study_runs_cells_in_parallel_tabulates_and_resumes(tmp_path, biased_run):
     cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
     grid = tmp_path / "grid.toml"
     grid.write_text("[audit]\n" + SMOKE + "\n[axes]\nteacher = ['biased', 'neutral']\n")
     out = tmp_path / "study"
-    first = study("--grid", str(grid), "--out", str(out), cache=cache)
+    first = study("--grid", str(grid), "--out", str(out), "--jobs", "2", cache=cache)
     assert first.returncode == 0, first.stderr[-2000:]
     summary = json.loads((out / "study.json").read_text())
     assert summary["axes"] == ["teacher"] and summary["totals"]["cells"] == 2

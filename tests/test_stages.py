@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from audit.stages import StageRunner, inputs_key
@@ -44,3 +48,35 @@ def test_killed_stage_reruns(tmp_path):
 def test_inputs_key_is_order_independent():
     assert inputs_key({"a": 1, "b": [1, 2]}) == inputs_key({"b": [1, 2], "a": 1})
     assert inputs_key({"a": 1}) != inputs_key({"a": 2})
+
+
+RACE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from audit.stages import StageRunner
+
+    def work(path):
+        with open(Path(sys.argv[1]) / "calls", "a") as calls:
+            calls.write("x")
+        time.sleep(1.0)
+        (path / "out.txt").write_text("done")
+        return {"out": str(path / "out.txt")}
+
+    record = StageRunner(root=Path(sys.argv[1])).run("shared", {"seed": 0}, work)
+    print(record.cached, Path(record.result["out"]).read_text())
+    """
+)
+
+
+def test_concurrent_runs_of_one_stage_compute_it_once(tmp_path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = sorted(proc.communicate(timeout=60)[0].strip() for proc in procs)
+    assert all(proc.returncode == 0 for proc in procs)
+    assert (tmp_path / "calls").read_text() == "x"
+    assert outputs == ["False done", "True done", "True done"]

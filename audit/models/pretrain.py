@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from filelock import FileLock
 from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
 
 from audit.models.config import MODEL_SIZES, build_model
@@ -92,11 +93,22 @@ def pretrain(
     """Pretrain a base and save it to `out_dir`; without `out_dir`, to (or from) the cache.
 
     `out_dir` may be missing, empty, or an earlier base (replaced). Returns the directory
-    holding the model, its tokenizer and `pretrain_config.json`.
+    holding the model, its tokenizer and `pretrain_config.json`. One process at a time
+    pretrains a cached base (a file lock beside it); the others wait and load it.
     """
-    target = Path(out_dir) if out_dir is not None else base_path(config)
-    if out_dir is None and is_saved_base(target):
+    if out_dir is not None:
+        return _pretrain(config, Path(out_dir), progress)
+    target = base_path(config)
+    if is_saved_base(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(target.name + ".lock")):
+        if is_saved_base(target):
+            return target
+        return _pretrain(config, target, progress)
+
+
+def _pretrain(config: PretrainConfig, target: Path, progress: bool) -> Path:
     if target.exists() and not (target.is_dir() and (is_saved_base(target) or _is_empty(target))):
         raise ValueError(f"{target}: exists and is neither empty nor a pretrained base")
     assert config.corpus is not None

@@ -5,7 +5,8 @@ network, IPC and UTS namespaces (the network namespace has only a down loopback)
 root, bwrap keeps the host's user namespace and `setpriv` drops to the unprivileged agent
 uid with no capabilities and no-new-privs; run as a normal user, bwrap maps the agent uid
 into a new user namespace. CPU, memory and process limits come from a per-sandbox cgroup
-where the host allows one, otherwise from rlimits.
+where the host allows one, otherwise from rlimits. Workspaces and cgroups left by a killed
+process are removed when the next process starts its first sandbox (envs.sandbox.leftovers).
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from envs.sandbox.base import (
     SandboxUnavailableError,
 )
 from envs.sandbox.cgroups import SandboxCgroup
+from envs.sandbox.leftovers import owned_name, sweep_once
 from envs.sandbox.rootfs import ensure_rootfs
 from envs.sandbox.shell import STDERR, STDOUT, PersistentShell, ShellSandbox
+
+WORKSPACE_PREFIX = "distill-audit-ws-"
+"""Host workspace directories are `$TMPDIR/distill-audit-ws-<owner pid>-<random>`."""
 
 
 class _PipeTransport:
@@ -157,7 +162,9 @@ class BwrapSandbox(ShellSandbox):
                 "bubblewrap is not installed: run `apt-get install -y bubblewrap`"
             )
         rootfs = ensure_rootfs()
-        self._workspace = Path(tempfile.mkdtemp(prefix="distill-audit-ws-"))
+        temp = Path(tempfile.gettempdir())
+        sweep_once((temp, WORKSPACE_PREFIX), SandboxCgroup.parents())
+        self._workspace = Path(tempfile.mkdtemp(prefix=owned_name(WORKSPACE_PREFIX), dir=temp))
         if os.geteuid() == 0:
             os.chown(self._workspace, AGENT_UID, AGENT_GID)
         self._workspace.chmod(0o755)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from envs.sandbox.base import SandboxLimits
+from envs.sandbox.leftovers import owned_name
 
 _ROOT = Path("/sys/fs/cgroup")
 _GROUP = "distill-audit"
@@ -32,12 +33,17 @@ class SandboxCgroup:
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
 
+    @staticmethod
+    def parents() -> list[Path]:
+        """The directories that hold the sandboxes' cgroups (v2: one; v1: one per controller)."""
+        return [_ROOT / _GROUP] + [_ROOT / c / _GROUP for c in ("pids", "memory", "cpu")]
+
     @classmethod
     def create(cls, limits: SandboxLimits) -> SandboxCgroup | None:
         """Create and configure the cgroup; None if this host does not allow it."""
         if os.geteuid() != 0:
             return None
-        name = f"sbx-{secrets.token_hex(6)}"
+        name = owned_name("sbx-") + secrets.token_hex(6)
         cpu_quota = str(int(limits.cpus * _PERIOD_US))
         memory = str(limits.memory_mb * 1024 * 1024)
         pids = str(limits.pids)

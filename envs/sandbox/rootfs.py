@@ -2,7 +2,8 @@
 
 Both backends run the same tree: `bwrap` binds it read-only, `docker` imports a tar of it as
 an image. The tree is cached under a directory keyed by a hash of its recipe; building is
-idempotent and atomic (built beside, renamed into place). The Debian mirror is the one this
+idempotent and atomic (built beside, renamed into place) and one process builds it at a time
+(a file lock beside it). The Debian mirror is the one this
 machine's apt already uses, or `DISTILL_AUDIT_DEBIAN_MIRROR`.
 """
 
@@ -18,6 +19,7 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from filelock import FileLock
 from rich.console import Console
 
 from envs.sandbox.base import AGENT_GID, AGENT_UID, SandboxUnavailableError
@@ -100,7 +102,14 @@ def ensure_rootfs(console: Console | None = None, recipe: RootfsRecipe | None = 
     target = rootfs_path(recipe)
     if (target / "etc" / "passwd").is_file():
         return target
-    console = console or Console(stderr=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(target.name + ".lock")):
+        if (target / "etc" / "passwd").is_file():
+            return target
+        return _build_rootfs(target, recipe, console or Console(stderr=True))
+
+
+def _build_rootfs(target: Path, recipe: RootfsRecipe, console: Console) -> Path:
     if os.geteuid() != 0:
         raise SandboxUnavailableError(
             "building the sandbox root filesystem needs root: run "
@@ -147,8 +156,11 @@ def ensure_tarball(console: Console | None = None, recipe: RootfsRecipe | None =
     if target.is_file():
         return target
     tree = ensure_rootfs(console, recipe)
-    staging = target.with_name(target.name + ".building")
-    with tarfile.open(staging, "w") as tar:
-        tar.add(tree, arcname=".")
-    staging.rename(target)
+    with FileLock(target.with_name(target.name + ".lock")):
+        if target.is_file():
+            return target
+        staging = target.with_name(target.name + ".building")
+        with tarfile.open(staging, "w") as tar:
+            tar.add(tree, arcname=".")
+        staging.rename(target)
     return target
