@@ -196,6 +196,17 @@ def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
 
 
+def test_study_refuses_zero_jobs(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text("[axes]\nteacher = ['neutral']\n")
+    result = study(
+        "--grid", str(path), "--out", str(tmp_path / "out"), "--jobs", "0", cache=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --jobs must be at least 1, not 0"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_study_runs_cells_in_parallel_tabulates_and_resumes(tmp_path, biased_run):
     cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
