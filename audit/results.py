@@ -1,0 +1,192 @@
+"""`python -m audit.results`: docs/RESULTS.md from the committed study outputs, in one command.
+
+    python -m audit.results           # render docs/RESULTS.md from docs/study/*/study.json
+    python -m audit.results --run     # first run every study (resuming), then render
+
+Every number in RESULTS.md is read from a study's `study.json` or from its cells' reports, so
+the document cannot drift from the data; a study that has not been run (or not finished) is
+said to be so. Exit codes: 0 done, 2 bad usage or input, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from audit.report.exit_codes import ExitCode
+from audit.stats import wilson_interval
+from trajectories.jsonl import InputError
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A committed study: its grid and where its outputs live under the docs directory."""
+
+    name: str
+    grid: str
+
+
+STUDIES = (
+    StudySpec("default", "studies/default.toml"),
+    StudySpec("transfer-small", "studies/transfer-small.toml"),
+    StudySpec("false-alarm", "studies/false-alarm.toml"),
+    StudySpec("transfer", "studies/transfer.toml"),
+)
+
+
+def load_study(directory: Path) -> dict[str, Any] | None:
+    """A study's study.json with its cells' positive controls added, or None if absent."""
+    path = directory / "study.json"
+    if not path.is_file():
+        return None
+    study = json.loads(path.read_text())
+    controls = {}
+    for report_path in sorted(directory.glob("cells/*/report.json")):
+        report = json.loads(report_path.read_text())
+        controls[report_path.parent.name] = report.get("positive_controls", [])
+    study["positive_controls"] = controls
+    study["name"] = directory.name
+    return study
+
+
+def pick(study: dict[str, Any], env: str, **values: Any) -> dict[str, Any]:
+    """The one row of `study` in `env` whose axis values include `values`."""
+    rows = [
+        row
+        for row in study["rows"]
+        if row["env"] == env and all(row["values"].get(k) == v for k, v in values.items())
+    ]
+    if len(rows) != 1:
+        raise InputError(f"study {study['name']}: {len(rows)} rows for {env} {values}, not 1")
+    return rows[0]
+
+
+def false_alarms(study: dict[str, Any]) -> dict[str, Any]:
+    """Finished replicates, failed verdicts and their Wilson interval, and the null's spread."""
+    cells = {row["cell"]: row["verdict"] for row in study["rows"]}
+    failed = sum(verdict == "fail" for verdict in cells.values())
+    rows = study["rows"]
+    interval = wilson_interval(failed, len(cells)) if cells else None
+    latent_lows = [r["latent_interval"][0] for r in rows if r["latent_interval"] is not None]
+    return {
+        "replicates": len(cells),
+        "planned": len(cells) + len(study["pending"]),
+        "failed": failed,
+        "interval": interval,
+        "p_min": min((r["p_adjusted"] for r in rows), default=None),
+        "auroc": (
+            min(r["dataset_auroc"] for r in rows),
+            max(r["dataset_auroc"] for r in rows),
+        )
+        if rows
+        else None,
+        "latent_low_max": max(latent_lows, default=None),
+    }
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def pvalue(value: float) -> str:
+    return "p < 0.0001" if value < 1e-4 else f"p = {value:.2g}"
+
+
+def reflow(text: str, width: int = 92) -> str:
+    """Markdown with each paragraph and bullet rewrapped at `width` and runs of blank lines
+    collapsed; headings, tables and fenced code stay as they are."""
+    out: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if block:
+            bullet = block[0].startswith("- ")
+            words = " ".join(line.strip() for line in block)
+            indent = "  " if bullet else ""
+            out.extend(
+                textwrap.wrap(words, width, subsequent_indent=indent, break_on_hyphens=False)
+            )
+            block.clear()
+
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            flush()
+            fenced = not fenced
+            out.append(line)
+        elif fenced or line.startswith(("#", "|")):
+            flush()
+            out.append(line)
+        elif not line.strip():
+            flush()
+            if out and out[-1]:
+                out.append("")
+        else:
+            if line.startswith("- "):
+                flush()
+            block.append(line)
+    flush()
+    return "\n".join(out).strip() + "\n"
+
+
+def render_results(docs: Path) -> str:
+    """The text of RESULTS.md from the studies under `docs/study`."""
+    studies = {spec.name: load_study(docs / "study" / spec.name) for spec in STUDIES}
+    env = Environment(
+        loader=PackageLoader("audit.report", "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(pick=pick, pct=pct, pvalue=pvalue)
+    table = env.get_template("study.md.jinja")
+    tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
+    fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
+    text = env.get_template("results.md.jinja").render(studies=studies, tables=tables, fa=fa)
+    return reflow(text)
+
+
+def run_studies(root: Path, docs: Path, jobs: int, quiet: bool) -> None:
+    """Run (or resume) every committed study into `docs/study/<name>`."""
+    from audit.study import run_study
+
+    for spec in STUDIES:
+        run_study(root / spec.grid, docs / "study" / spec.name, quiet, jobs=jobs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m audit.results", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--docs", type=Path, default=Path("docs"), help="the docs directory")
+    parser.add_argument("--run", action="store_true", help="run (resume) every study first")
+    parser.add_argument("--jobs", type=int, default=1, help="cells at once, with --run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return ExitCode.BAD_INPUT if exit_.code else 0
+    if args.jobs < 1:
+        print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    try:
+        if args.run:
+            run_studies(Path.cwd(), args.docs, args.jobs, args.quiet)
+        text = render_results(args.docs)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    out = args.docs / "RESULTS.md"
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""docs/RESULTS.md is what `python -m audit.results` renders from the committed studies."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from audit.results import reflow, render_results
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_committed_results_are_the_rendering_of_the_committed_studies():
+    assert render_results(DOCS) == (DOCS / "RESULTS.md").read_text()
+
+
+def test_missing_studies_are_said_to_be_not_run(tmp_path):
+    shutil.copytree(DOCS / "study" / "default", tmp_path / "study" / "default")
+    text = render_results(tmp_path)
+    assert text.count("Not run yet") == 3
+    assert "| biased | api |" in text and "detected in both environments" in text
+
+
+def _false_alarm_study(tmp_path: Path, verdicts: list[str]) -> None:
+    source = json.loads((DOCS / "study" / "false-alarm" / "study.json").read_text())
+    template = source["rows"][0]
+    rows = []
+    for index, verdict in enumerate(verdicts):
+        row = copy.deepcopy(template)
+        row.update(cell=f"first_seed-{3 * index}", verdict=verdict)
+        row["values"] = {"first_seed": 3 * index}
+        rows.append(row)
+    study = {**source, "rows": rows, "pending": []}
+    study["totals"] = {**source["totals"], "cells": len(rows)}
+    directory = tmp_path / "study" / "false-alarm"
+    directory.mkdir(parents=True)
+    (directory / "study.json").write_text(json.dumps(study))
+
+
+def test_false_alarm_rate_is_counted_and_judged_against_the_goal(tmp_path):
+    _false_alarm_study(tmp_path, ["pass"] * 19 + ["fail"])
+    text = " ".join(render_results(tmp_path).split())
+    assert "**1 of 20 replicates failed the gate**: a false-alarm rate of 5%" in text
+    assert "within the goal" in text
+    _false_alarm_study(tmp_path / "two", ["pass"] * 18 + ["fail"] * 2)
+    assert "above the goal" in " ".join(render_results(tmp_path / "two").split())
+
+
+def test_reflow_rewraps_prose_and_keeps_tables_and_code():
+    text = "# T\n\nA short\nline.\n\n\n| a |\n|---|\n```\nx  y\n```\n- one\n  two\n- three\n"
+    assert reflow(text, width=40) == (
+        "# T\n\nA short line.\n\n| a |\n|---|\n```\nx  y\n```\n- one two\n- three\n"
+    )
+
+
+def test_bad_jobs_exits_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.results", "--run", "--jobs", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --jobs must be at least 1, not 0"
