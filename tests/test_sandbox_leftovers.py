@@ -1,5 +1,5 @@
-"""A process killed with SIGKILL leaves its bwrap workspaces and cgroups; the next process's
-first sandbox removes them, and never those of a live process."""
+"""A process killed with SIGKILL leaves its bwrap workspaces and cgroups, or its docker
+container; the next process's first sandbox removes them, and never those of a live process."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from envs.sandbox import get_sandbox
-from envs.sandbox.leftovers import owned_name, owner_of
+from envs.sandbox.leftovers import is_orphan_owner, owned_name, owner_of, process_owner
 from tests.conftest import require_backend
 
 KILLED = textwrap.dedent(
@@ -57,4 +59,48 @@ def test_killed_process_leftovers_are_removed_by_the_next_process():
         assert not workspace.exists()
         assert not any(group.exists() for group in cgroups)
         assert live._workspace is not None and live._workspace.is_dir()
+        assert live.exec("echo still here").stdout == "still here\n"
+
+
+KILLED_DOCKER = textwrap.dedent(
+    """
+    import os, signal
+    from envs.sandbox import get_sandbox
+    box = get_sandbox("docker")
+    box.start()
+    print(box._container.id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_owner_label_names_only_dead_processes_of_this_host_as_orphans():
+    me = process_owner()
+    host, namespace, _ = me.split("|")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    assert not is_orphan_owner(me)
+    assert is_orphan_owner(f"{host}|{namespace}|{dead}")
+    assert not is_orphan_owner(f"another-host|{namespace}|{dead}")
+    assert not is_orphan_owner(f"{host}|pid:[1]|{dead}")
+    assert not is_orphan_owner("")
+
+
+def test_killed_process_container_is_removed_by_the_next_process():
+    require_backend("docker")
+    import docker
+    from docker.errors import NotFound
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_DOCKER], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    client = docker.from_env()
+    container = client.containers.get(killed.stdout.strip())
+    assert container.status == "running"
+    with get_sandbox("docker") as live:
+        sweeper = SWEEPER.replace('"bwrap"', '"docker"')
+        result = subprocess.run([sys.executable, "-c", sweeper], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        with pytest.raises(NotFound):
+            client.containers.get(container.id)
         assert live.exec("echo still here").stdout == "still here\n"

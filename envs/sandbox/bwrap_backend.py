@@ -28,7 +28,7 @@ from envs.sandbox.base import (
     SandboxUnavailableError,
 )
 from envs.sandbox.cgroups import SandboxCgroup
-from envs.sandbox.leftovers import owned_name, sweep_once
+from envs.sandbox.leftovers import once, owned_name, remove_orphans
 from envs.sandbox.rootfs import ensure_rootfs
 from envs.sandbox.shell import STDERR, STDOUT, PersistentShell, ShellSandbox
 
@@ -163,7 +163,7 @@ class BwrapSandbox(ShellSandbox):
             )
         rootfs = ensure_rootfs()
         temp = Path(tempfile.gettempdir())
-        sweep_once((temp, WORKSPACE_PREFIX), SandboxCgroup.parents())
+        once("bwrap", lambda: remove_orphans((temp, WORKSPACE_PREFIX), SandboxCgroup.parents()))
         self._workspace = Path(tempfile.mkdtemp(prefix=owned_name(WORKSPACE_PREFIX), dir=temp))
         if os.geteuid() == 0:
             os.chown(self._workspace, AGENT_UID, AGENT_GID)

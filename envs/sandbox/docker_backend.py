@@ -6,7 +6,8 @@ a read-only root, tmpfs /workspace and /tmp, every capability dropped, no-new-pr
 CPU / memory / pids limits, as docker-compose.yml describes. Commands go to one `bash`,
 running as the unprivileged agent user, started with the Docker SDK's interactive exec
 socket. The container's idle init (tini reaping orphans, and `sleep`) keeps uid 0 with no
-capabilities so that the agent's `kill -9 -1` cannot stop the container.
+capabilities so that the agent's `kill -9 -1` cannot stop the container. Containers of a
+process killed with SIGKILL are removed by the next process's first docker sandbox.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from envs.sandbox.base import (
     SandboxLimits,
     SandboxUnavailableError,
 )
+from envs.sandbox.leftovers import is_orphan_owner, once, process_owner
 from envs.sandbox.rootfs import GROUPS, RootfsRecipe, ensure_tarball
 from envs.sandbox.shell import PersistentShell, ShellSandbox
 
 IMAGE_REPO = "distill-audit-sandbox"
 LABEL = "distill-audit.sandbox"
+OWNER_LABEL = "distill-audit.owner"
+"""The process that started the container (`envs.sandbox.leftovers.process_owner`)."""
 
 
 def _client() -> Any:
@@ -46,6 +50,16 @@ def _client() -> Any:
             "`dockerd &` or `systemctl start docker`) or use `--backend bwrap`"
         ) from None
     return client
+
+
+def remove_orphan_containers(client: Any) -> None:
+    """Remove the sandbox containers whose owning process no longer exists."""
+    from docker.errors import NotFound
+
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        if is_orphan_owner(container.labels.get(OWNER_LABEL, "")):
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
 
 
 def image_tag(recipe: RootfsRecipe | None = None) -> str:
@@ -146,7 +160,7 @@ class DockerSandbox(ShellSandbox):
             "mem_limit": f"{limits.memory_mb}m",
             "memswap_limit": f"{limits.memory_mb}m",
             "pids_limit": limits.pids,
-            "labels": {LABEL: "1"},
+            "labels": {LABEL: "1", OWNER_LABEL: process_owner()},
             "hostname": "sandbox",
         }
 
@@ -154,6 +168,7 @@ class DockerSandbox(ShellSandbox):
         if self._shell is not None:
             return
         client = _client()
+        once("docker", lambda: remove_orphan_containers(client))
         image = ensure_image(client)
         self._container = client.containers.run(**self.container_options(image))
         try:

@@ -1,9 +1,11 @@
-"""What bwrap sandboxes of a killed process leave behind, and its removal.
+"""What the sandboxes of a killed process leave behind, and its removal.
 
-A process killed with SIGKILL cannot close its sandboxes: bwrap dies with it
-(`--die-with-parent`), but the host workspace directory and the sandbox's cgroup stay. Both are
-named after the owning process (`owned_name`); the first sandbox a process starts removes
-those whose owner no longer exists (`sweep_once`). A reused pid only delays the removal.
+A process killed with SIGKILL cannot close its sandboxes. bwrap dies with it
+(`--die-with-parent`), but the host workspace directory and the sandbox's cgroup stay; both
+are named after the owning process (`owned_name`). A docker container keeps running; it is
+labelled with its owner (`process_owner`). The first sandbox a process starts with a backend
+removes what belongs to owners that no longer exist (`once`). A reused pid only delays the
+removal; a container whose owner is another host or pid namespace is never touched.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterable
+import socket
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-_swept = False
+_done: set[str] = set()
 
 
 def owned_name(prefix: str) -> str:
@@ -62,10 +65,31 @@ def remove_orphans(workspaces: tuple[Path, str], cgroup_parents: Iterable[Path])
                 group.rmdir()
 
 
-def sweep_once(workspaces: tuple[Path, str], cgroup_parents: Iterable[Path]) -> None:
-    """`remove_orphans` the first time this process calls it; later calls do nothing."""
-    global _swept
-    if _swept:
+def once(key: str, sweep: Callable[[], None]) -> None:
+    """Call `sweep` the first time this process asks for `key`; later calls do nothing."""
+    if key in _done:
         return
-    _swept = True
-    remove_orphans(workspaces, cgroup_parents)
+    _done.add(key)
+    sweep()
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"
+
+
+def process_owner() -> str:
+    """This process as `host|pid namespace|pid`: a label for what outlives a SIGKILL."""
+    return f"{socket.gethostname()}|{_pid_namespace()}|{os.getpid()}"
+
+
+def is_orphan_owner(owner: str) -> bool:
+    """Whether `owner` (a `process_owner()` value) names a process of this host and pid
+    namespace that no longer exists."""
+    host, _, rest = owner.partition("|")
+    namespace, _, pid = rest.rpartition("|")
+    if host != socket.gethostname() or namespace != _pid_namespace() or not pid.isdigit():
+        return False
+    return int(pid) != os.getpid() and not is_alive(int(pid))
