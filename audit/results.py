@@ -3,6 +3,8 @@
     python -m audit.results           # render docs/RESULTS.md from docs/study/*/study.json
     python -m audit.results --run     # first run every study (resuming), then render
 
+Run it from the repository root (`--docs` defaults to ./docs; grids are read from ./studies).
+
 Every number in RESULTS.md is read from a study's `study.json` or from its cells' reports, so
 the document cannot drift from the data; a study that has not been run (or not finished) is
 said to be so. Exit codes: 0 done, 2 bad usage or input, 3 internal error.
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import textwrap
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,14 +152,29 @@ def render_results(docs: Path) -> str:
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
     fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
-    text = env.get_template("results.md.jinja").render(studies=studies, tables=tables, fa=fa)
+    biased = [
+        row
+        for name in ("default", "transfer-small", "transfer")
+        for row in (studies[name] or {"rows": []})["rows"]
+        if row["teacher"] == "biased"
+    ]
+    text = env.get_template("results.md.jinja").render(
+        studies=studies,
+        tables=tables,
+        fa=fa,
+        biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
+        biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
+        biased_rows=len(biased),
+    )
     return reflow(text)
 
 
-def run_studies(root: Path, docs: Path, jobs: int, quiet: bool) -> None:
-    """Run (or resume) every committed study into `docs/study/<name>`."""
+def run_studies(docs: Path, jobs: int, quiet: bool) -> None:
+    """Run (or resume) every committed study into `docs/study/<name>`; grids are read from
+    the repository that holds `docs`."""
     from audit.study import run_study
 
+    root = docs.resolve().parent
     for spec in STUDIES:
         run_study(root / spec.grid, docs / "study" / spec.name, quiet, jobs=jobs)
 
@@ -175,13 +194,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    from audit.models.loader import ModelInputError
+    from audit.study import CellError
+
     try:
         if args.run:
-            run_studies(Path.cwd(), args.docs, args.jobs, args.quiet)
+            run_studies(args.docs, args.jobs, args.quiet)
         text = render_results(args.docs)
-    except InputError as err:
+    except (InputError, ModelInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+    except CellError as err:
+        print(f"internal error: {err}", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+    except Exception as err:  # noqa: BLE001 - any other failure is exit 3 with its traceback
+        log = Path(tempfile.gettempdir()) / "audit-results-error.log"
+        log.write_text(traceback.format_exc())
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"internal error: {first} (traceback: {log})", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
     out = args.docs / "RESULTS.md"
     out.write_text(text)
     print(f"wrote {out}", file=sys.stderr)

@@ -7,7 +7,8 @@ A grid file has an `[audit]` table (settings every cell shares: any `AuditConfig
 Each cell is a full audit (`audit.orchestrator.Audit`) whose stages go through the shared stage
 cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
-`--jobs N` runs N cells at once, each in its own process (stages they share are computed once).
+`--jobs N` runs up to N cells at once, each in a fresh process (a stage that several of them need
+is computed once).
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
 and detection counts), a self-contained `study.html` and the same table as `study.md`.
 `--finished-only` writes them for the cells finished so far and runs nothing.
@@ -22,11 +23,11 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from audit.config import AuditConfig, build_config, field_names, read_toml
 from audit.report.exit_codes import ExitCode
 from audit.report.schema import Report
+from audit.study_table import CellRow, summarize, totals
 from trajectories.jsonl import InputError
 
 
@@ -52,35 +54,6 @@ class Cell:
         label = "_".join(f"{k}-{_slug(v)}" for k, v in self.values.items()) or "cell"
         digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
         return f"{label[:120]}_{digest.hexdigest()[:8]}"
-
-
-@dataclass(frozen=True)
-class CellRow:
-    """The summary of one cell in one environment."""
-
-    cell: str
-    values: dict[str, Any]
-    teacher: str
-    env: str
-    metric: str
-    student_rate: float
-    student_interval: tuple[float, float]
-    control_rate: float
-    control_interval: tuple[float, float]
-    n_per_subject: int
-    teacher_rate: float | None
-    p_value: float
-    p_adjusted: float
-    propensity_shift: float | None
-    propensity_interval: tuple[float, float] | None
-    latent_gap: float | None
-    latent_interval: tuple[float, float] | None
-    dataset_auroc: float | None
-    dataset_interval: tuple[float, float] | None
-    behaviour_failed: bool
-    verdict: str
-    exit_code: int
-    seconds: float
 
 
 def _slug(value: Any) -> str:
@@ -116,57 +89,6 @@ def load_grid(path: Path) -> list[Cell]:
     return cells
 
 
-def _bounds(interval: Any) -> tuple[float, float] | None:
-    return None if interval is None else (interval.low, interval.high)
-
-
-def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float) -> list[CellRow]:
-    """One row per environment of a finished cell's report."""
-    rows = []
-    checks = {check.name: check for check in report.gate.checks}
-    for behaviour in report.behaviour:
-        env = behaviour.env
-        pooled = {rate.subject: rate for rate in behaviour.pooled}
-        test = next(t for t in behaviour.tests if "pooled" in t.name)
-        prop = next((p for p in report.propensity if p.env == env), None)
-        lat = next((x for x in report.latent if x.env == env), None)
-        data = next((d for d in report.dataset_audit if d.env == env), None)
-        audited = report.config.teacher
-        teacher = next(
-            (t for t in report.teacher_rates if t.env == env and t.teacher == audited), None
-        )
-        student, control = pooled["student"], pooled["control"]
-        behaviour_check = checks.get(f"behaviour/{env}/{behaviour.metric}")
-        rows.append(
-            CellRow(
-                cell=cell,
-                values=values,
-                teacher=audited,
-                env=env,
-                metric=behaviour.metric,
-                student_rate=student.interval.estimate,
-                student_interval=(student.interval.low, student.interval.high),
-                control_rate=control.interval.estimate,
-                control_interval=(control.interval.low, control.interval.high),
-                n_per_subject=student.n,
-                teacher_rate=None if teacher is None else teacher.unsafe / teacher.n,
-                p_value=test.p_value,
-                p_adjusted=test.p_adjusted if test.p_adjusted is not None else test.p_value,
-                propensity_shift=None if prop is None else prop.shift.estimate,
-                propensity_interval=None if prop is None else _bounds(prop.shift),
-                latent_gap=None if lat is None or lat.gap is None else lat.gap.estimate,
-                latent_interval=None if lat is None else _bounds(lat.gap),
-                dataset_auroc=None if data is None else data.auroc.estimate,
-                dataset_interval=None if data is None else _bounds(data.auroc),
-                behaviour_failed=behaviour_check is not None and not behaviour_check.passed,
-                verdict=report.gate.verdict,
-                exit_code=int(report.exit_code),
-                seconds=seconds,
-            )
-        )
-    return rows
-
-
 def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
     """The report and seconds of a finished cell, or None."""
     from audit.report.schema import load_report
@@ -196,57 +118,88 @@ def run_cell(cell: Cell, out: Path, quiet: bool) -> None:
     (directory / "seconds.json").write_text(json.dumps({"seconds": seconds}))
 
 
-def _start_worker(threads: int) -> None:
+def _cell_process(cell: Cell, out: Path, threads: int) -> None:
+    """Body of a `--jobs` child: run one cell quietly; on failure write its error and exit
+    2 (bad input) or 3 (internal error)."""
     import torch
 
     from audit.training import disable_progress_bars
 
     torch.set_num_threads(threads)
     disable_progress_bars()
+    from audit.models.loader import ModelInputError
+
+    error = out / "cells" / cell.id / "error.log"
+    try:
+        run_cell(cell, out, True)
+    except (InputError, ModelInputError) as err:
+        error.parent.mkdir(parents=True, exist_ok=True)
+        error.write_text(str(err))
+        sys.exit(ExitCode.BAD_INPUT)
+    except Exception:  # noqa: BLE001 - reported to the parent through error.log
+        error.parent.mkdir(parents=True, exist_ok=True)
+        error.write_text(traceback.format_exc())
+        sys.exit(ExitCode.INTERNAL_ERROR)
 
 
 def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any) -> None:
-    """Run `cells`, `jobs` at a time; `advance()` after each one.
+    """Run `cells`, at most `jobs` at a time; `advance()` after each one.
 
-    With `jobs` > 1 each cell runs in its own spawned process with `cores // jobs` torch
-    threads and no progress bars; cells that need the same stage wait on its lock
-    (audit.stages), so a stage is computed once.
+    With `jobs` > 1 each cell runs in a fresh spawned process with an equal share of the
+    usable cores as torch threads and no progress bars; cells that need the same stage wait
+    on its lock (audit.stages), so a stage is computed once. The first failed cell stops the
+    study: no further cell starts, the running ones finish, and its error is raised
+    (`InputError` for bad input, else `CellError` naming its traceback file). An interrupt
+    terminates the running cells (their finished stages stay cached).
     """
     if jobs == 1:
         for cell in cells:
             run_cell(cell, out, quiet)
             advance()
         return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    width = min(jobs, len(cells)) or 1
+    threads = max(1, len(os.sched_getaffinity(0)) // width)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, context, _start_worker, (threads,)) as pool:
-        futures = [pool.submit(run_cell, cell, out, True) for cell in cells]
-        try:
-            for future in as_completed(futures):
-                future.result()
-                advance()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    queue = list(reversed(cells))
+    running: dict[Any, tuple[Any, Cell]] = {}
+    failure: Cell | None = None
+    try:
+        while queue or running:
+            while queue and failure is None and len(running) < width:
+                cell = queue.pop()
+                process = context.Process(target=_cell_process, args=(cell, out, threads))
+                process.start()
+                running[process.sentinel] = (process, cell)
+            if not running:
+                break
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                process, cell = running.pop(sentinel)
+                process.join()
+                if process.exitcode == 0:
+                    advance()
+                elif failure is None:
+                    failure = cell
+    except BaseException:
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.join()
+        raise
+    if failure is not None:
+        _raise_cell_error(failure, out)
 
 
-def totals(rows: list[CellRow]) -> dict[str, Any]:
-    """Counts over the cells: verdicts, and behaviour detections by teacher."""
-    cells = {row.cell: row for row in rows}
-    by_teacher: dict[str, dict[str, int]] = {}
-    for row in rows:
-        entry = by_teacher.setdefault(row.teacher, {"rows": 0, "behaviour_failed": 0})
-        entry["rows"] += 1
-        entry["behaviour_failed"] += row.behaviour_failed
-    return {
-        "cells": len(cells),
-        "verdicts": {
-            verdict: sum(row.verdict == verdict for row in cells.values())
-            for verdict in ("pass", "fail", "no-power")
-        },
-        "behaviour_by_teacher": by_teacher,
-        "cpu_seconds": round(sum(row.seconds for row in cells.values()), 1),
-    }
+class CellError(RuntimeError):
+    """A cell's audit failed in its `--jobs` process; the message names its traceback file."""
+
+
+def _raise_cell_error(cell: Cell, out: Path) -> None:
+    error = out / "cells" / cell.id / "error.log"
+    text = error.read_text().strip() if error.is_file() else ""
+    if text and "Traceback" not in text:
+        raise InputError(f"cell {cell.id}: {text}")
+    last = text.splitlines()[-1] if text else "no error was written (killed?)"
+    raise CellError(f"cell {cell.id} failed: {last} (traceback: {error})")
 
 
 def render_study(study: dict[str, Any], out: Path) -> None:
@@ -334,15 +287,20 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
     import torch
 
+    from audit.models.loader import ModelInputError
+
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     try:
         study = run_study(args.grid, args.out, args.quiet, args.finished_only, args.jobs)
-    except InputError as err:
+    except (InputError, ModelInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130
+    except CellError as err:
+        print(f"internal error: {err}", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
     except Exception as err:  # noqa: BLE001 - any failure is exit 3 with its traceback
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "error.log").write_text(traceback.format_exc())

@@ -180,6 +180,27 @@ def test_same_seed_gives_identical_weights(
     assert read_losses(again) == read_losses(sft_out)
 
 
+class _FillEmptyBuffers(TrainerCallback):
+    """Turns PyTorch's NaN filling of `torch.empty` buffers back on for the training loop."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+
+def test_filling_empty_buffers_changes_no_weight(
+    workdir: Path, base: Path, data: Path, sft_out: Path
+) -> None:
+    """`seed_training` turns the fill off for speed; the claim is that no result depends on it."""
+    out = workdir / "sft-filled"
+    distill(DistillConfig(data=[data], base=str(base), out=out, **FAST), [_FillEmptyBuffers()])
+    assert torch.are_deterministic_algorithms_enabled()
+    assert _same_weights(sft_out, out)
+    assert read_losses(out) == read_losses(sft_out)
+
+
 class _KillAfterFirstSave(TrainerCallback):
     """Stands in for a killed process: raises right after the first checkpoint is written."""
 

@@ -4,6 +4,7 @@ container; the next process's first sandbox removes them, and never those of a l
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -37,23 +38,26 @@ SWEEPER = textwrap.dedent(
 )
 
 
-def test_owner_is_read_back_only_from_owned_names():
+def test_owner_is_read_back_only_from_owned_names_of_this_pid_namespace():
     name = owned_name("sbx-") + "ab12"
-    assert owner_of(name, "sbx-") is not None
+    assert owner_of(name, "sbx-") == os.getpid()
+    namespace = name.removeprefix("sbx-").split("-")[0]
+    assert owner_of(f"sbx-{int(namespace) + 1}-{os.getpid()}-ab12", "sbx-") is None
+    assert owner_of(f"sbx-{namespace}-99999999999999999999-ab12", "sbx-") is None
     assert owner_of("sbx-ab12", "sbx-") is None
-    assert owner_of("sbx-12-ab-cd", "sbx-") is None
+    assert owner_of(f"sbx-{namespace}-12-ab-cd", "sbx-") is None
 
 
 def test_killed_process_leftovers_are_removed_by_the_next_process():
     require_backend("bwrap")
-    killed = subprocess.run([sys.executable, "-c", KILLED], capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    left = json.loads(killed.stdout)
-    workspace = Path(left["workspace"])
-    cgroups = [Path(path) for path in left["cgroups"]]
-    assert (workspace / "note.txt").read_text() == "left\n"
-    assert all(group.is_dir() for group in cgroups)
     with get_sandbox("bwrap") as live:
+        killed = subprocess.run([sys.executable, "-c", KILLED], capture_output=True, text=True)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        left = json.loads(killed.stdout)
+        workspace = Path(left["workspace"])
+        cgroups = [Path(path) for path in left["cgroups"]]
+        assert (workspace / "note.txt").read_text() == "left\n"
+        assert all(group.is_dir() for group in cgroups)
         sweeper = subprocess.run([sys.executable, "-c", SWEEPER], capture_output=True, text=True)
         assert sweeper.returncode == 0, sweeper.stderr[-2000:]
         assert not workspace.exists()
@@ -92,12 +96,14 @@ def test_killed_process_container_is_removed_by_the_next_process():
     import docker
     from docker.errors import NotFound
 
-    killed = subprocess.run([sys.executable, "-c", KILLED_DOCKER], capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr[-2000:]
     client = docker.from_env()
-    container = client.containers.get(killed.stdout.strip())
-    assert container.status == "running"
     with get_sandbox("docker") as live:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_DOCKER], capture_output=True, text=True
+        )
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        container = client.containers.get(killed.stdout.strip())
+        assert container.status == "running"
         sweeper = SWEEPER.replace('"bwrap"', '"docker"')
         result = subprocess.run([sys.executable, "-c", sweeper], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]

@@ -33,7 +33,7 @@ from envs.sandbox.rootfs import ensure_rootfs
 from envs.sandbox.shell import STDERR, STDOUT, PersistentShell, ShellSandbox
 
 WORKSPACE_PREFIX = "distill-audit-ws-"
-"""Host workspace directories are `$TMPDIR/distill-audit-ws-<owner pid>-<random>`."""
+"""Host workspace directories are `$TMPDIR/distill-audit-ws-<pid namespace>-<pid>-<random>`."""
 
 
 class _PipeTransport:

@@ -54,11 +54,11 @@ def _client() -> Any:
 
 def remove_orphan_containers(client: Any) -> None:
     """Remove the sandbox containers whose owning process no longer exists."""
-    from docker.errors import NotFound
+    from docker.errors import APIError
 
     for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
         if is_orphan_owner(container.labels.get(OWNER_LABEL, "")):
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(APIError):
                 container.remove(force=True)
 
 

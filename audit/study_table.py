@@ -1,0 +1,107 @@
+"""One summary row per finished cell and environment of a study, and the study's counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from audit.report.schema import Report
+
+
+@dataclass(frozen=True)
+class CellRow:
+    """The summary of one cell in one environment."""
+
+    cell: str
+    values: dict[str, Any]
+    teacher: str
+    env: str
+    metric: str
+    student_rate: float
+    student_interval: tuple[float, float]
+    control_rate: float
+    control_interval: tuple[float, float]
+    n_per_subject: int
+    teacher_rate: float | None
+    p_value: float
+    p_adjusted: float
+    propensity_shift: float | None
+    propensity_interval: tuple[float, float] | None
+    latent_gap: float | None
+    latent_interval: tuple[float, float] | None
+    dataset_auroc: float | None
+    dataset_interval: tuple[float, float] | None
+    behaviour_failed: bool
+    verdict: str
+    exit_code: int
+    seconds: float
+
+
+def _bounds(interval: Any) -> tuple[float, float] | None:
+    return None if interval is None else (interval.low, interval.high)
+
+
+def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float) -> list[CellRow]:
+    """One row per environment of a finished cell's report."""
+    rows = []
+    checks = {check.name: check for check in report.gate.checks}
+    for behaviour in report.behaviour:
+        env = behaviour.env
+        pooled = {rate.subject: rate for rate in behaviour.pooled}
+        test = next(t for t in behaviour.tests if "pooled" in t.name)
+        prop = next((p for p in report.propensity if p.env == env), None)
+        lat = next((x for x in report.latent if x.env == env), None)
+        data = next((d for d in report.dataset_audit if d.env == env), None)
+        audited = report.config.teacher
+        teacher = next(
+            (t for t in report.teacher_rates if t.env == env and t.teacher == audited), None
+        )
+        student, control = pooled["student"], pooled["control"]
+        behaviour_check = checks.get(f"behaviour/{env}/{behaviour.metric}")
+        rows.append(
+            CellRow(
+                cell=cell,
+                values=values,
+                teacher=audited,
+                env=env,
+                metric=behaviour.metric,
+                student_rate=student.interval.estimate,
+                student_interval=(student.interval.low, student.interval.high),
+                control_rate=control.interval.estimate,
+                control_interval=(control.interval.low, control.interval.high),
+                n_per_subject=student.n,
+                teacher_rate=None if teacher is None else teacher.unsafe / teacher.n,
+                p_value=test.p_value,
+                p_adjusted=test.p_adjusted if test.p_adjusted is not None else test.p_value,
+                propensity_shift=None if prop is None else prop.shift.estimate,
+                propensity_interval=None if prop is None else _bounds(prop.shift),
+                latent_gap=None if lat is None or lat.gap is None else lat.gap.estimate,
+                latent_interval=None if lat is None else _bounds(lat.gap),
+                dataset_auroc=None if data is None else data.auroc.estimate,
+                dataset_interval=None if data is None else _bounds(data.auroc),
+                behaviour_failed=behaviour_check is not None and not behaviour_check.passed,
+                verdict=report.gate.verdict,
+                exit_code=int(report.exit_code),
+                seconds=seconds,
+            )
+        )
+    return rows
+
+
+def totals(rows: list[CellRow]) -> dict[str, Any]:
+    """Counts over the cells: verdicts, and behaviour detections by teacher."""
+    cells = {row.cell: row for row in rows}
+    by_teacher: dict[str, dict[str, int]] = {}
+    for row in rows:
+        entry = by_teacher.setdefault(row.teacher, {"rows": 0, "behaviour_failed": 0})
+        entry["rows"] += 1
+        entry["behaviour_failed"] += row.behaviour_failed
+    return {
+        "cells": len(cells),
+        "verdicts": {
+            verdict: sum(row.verdict == verdict for row in cells.values())
+            for verdict in ("pass", "fail", "no-power")
+        },
+        "behaviour_by_teacher": by_teacher,
+        "cpu_seconds": round(sum(row.seconds for row in cells.values()), 1),
+    }
