@@ -207,6 +207,24 @@ def test_study_refuses_zero_jobs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_parallel_study_stops_at_the_first_failed_cell(tmp_path):
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        f'[audit]\nprofile = "quick"\nenv = "api"\nbase = "{empty}"\n[axes]\nseeds = [1, 2, 3]\n'
+    )
+    out = tmp_path / "out"
+    result = study("--grid", str(grid), "--out", str(out), "--jobs", "2", cache=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: cell seeds-")
+    assert "no config.json" in line
+    started = sorted(path.name.split("_")[0] for path in (out / "cells").iterdir())
+    assert started == ["seeds-1", "seeds-2"]
+    assert not (out / "study.json").exists()
+
+
 @pytest.mark.slow
 def test_study_runs_cells_in_parallel_tabulates_and_resumes(tmp_path, biased_run):
     cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
