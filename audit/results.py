@@ -17,14 +17,13 @@ import json
 import sys
 import tempfile
 import textwrap
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from audit.report.exit_codes import ExitCode
+from audit.report.exit_codes import ExitCode, failure_exit
 from audit.stats import wilson_interval
 from trajectories.jsonl import InputError
 
@@ -194,28 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    from audit.models.loader import ModelInputError
-    from audit.study import CellError
-
     try:
         if args.run:
             run_studies(args.docs, args.jobs, args.quiet)
         text = render_results(args.docs)
-    except (InputError, ModelInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        return 130
-    except CellError as err:
-        print(f"internal error: {err}", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
-    except Exception as err:  # noqa: BLE001 - any other failure is exit 3 with its traceback
-        log = Path(tempfile.gettempdir()) / "audit-results-error.log"
-        log.write_text(traceback.format_exc())
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"internal error: {first} (traceback: {log})", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code
+        return failure_exit(err, Path(tempfile.gettempdir()) / "audit-results-error.log")
     out = args.docs / "RESULTS.md"
     out.write_text(text)
     print(f"wrote {out}", file=sys.stderr)

@@ -15,13 +15,12 @@ import argparse
 import datetime as dt
 import os
 import sys
-import traceback
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from audit.config import AuditConfig, build_config, load_toml
-from audit.report.exit_codes import ExitCode
+from audit.report.exit_codes import ExitCode, failure_exit
 from trajectories.jsonl import InputError
 
 GATE_KEYS = {
@@ -123,8 +122,6 @@ def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from audit.models.loader import ModelInputError
-
     try:
         config, out, quiet = parse_config(argv)
     except InputError as err:
@@ -132,18 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
     try:
         return execute(config, out, quiet)
-    except (InputError, ModelInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - report any failure as exit 3 with its log
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "error.log").write_text(traceback.format_exc())
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"internal error: {first} (traceback: {out / 'error.log'})", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code
+        return failure_exit(err, out / "error.log")
 
 
 if __name__ == "__main__":

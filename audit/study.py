@@ -35,7 +35,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audit.config import AuditConfig, build_config, field_names, read_toml
-from audit.report.exit_codes import ExitCode
+from audit.report.exit_codes import ExitCode, ReportedError, failure_exit
 from audit.report.schema import Report
 from audit.study_table import CellRow, summarize, totals
 from trajectories.jsonl import InputError
@@ -189,7 +189,7 @@ def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any
         _raise_cell_error(failure, out)
 
 
-class CellError(RuntimeError):
+class CellError(ReportedError):
     """A cell's audit failed in its `--jobs` process; the message names its traceback file."""
 
 
@@ -287,26 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.BAD_INPUT
     import torch
 
-    from audit.models.loader import ModelInputError
-
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     try:
         study = run_study(args.grid, args.out, args.quiet, args.finished_only, args.jobs)
-    except (InputError, ModelInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume", file=sys.stderr)
-        return 130
-    except CellError as err:
-        print(f"internal error: {err}", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
-    except Exception as err:  # noqa: BLE001 - any failure is exit 3 with its traceback
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "error.log").write_text(traceback.format_exc())
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"internal error: {first} (traceback: {args.out / 'error.log'})", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code
+        return failure_exit(err, args.out / "error.log")
     print(f"{study['totals']} ({args.out / 'study.html'})", file=sys.stderr)
     return 0
 

@@ -1,8 +1,12 @@
-"""The exit codes of `python -m audit.run`, in one place."""
+"""The exit codes of the commands (`audit.run`, `audit.study`, `audit.results`), in one place,
+and the one-line report of a failure."""
 
 from __future__ import annotations
 
+import sys
+import traceback
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -12,3 +16,36 @@ class ExitCode(IntEnum):
     GATE_FAILED = 1
     BAD_INPUT = 2
     INTERNAL_ERROR = 3
+
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (the shell's 128 + SIGINT)."""
+
+
+class ReportedError(RuntimeError):
+    """An internal failure whose message already names where its traceback is."""
+
+
+def failure_exit(err: BaseException, log: Path) -> int:
+    """Print the one-line report of `err` and return its exit code; call it in an `except`.
+
+    Bad input (`InputError`, `ModelInputError`) is exit 2, Ctrl-C 130, a `ReportedError` 3,
+    and any other failure 3 with the current traceback written to `log`.
+    """
+    from audit.models.loader import ModelInputError
+    from trajectories.jsonl import InputError
+
+    if isinstance(err, InputError | ModelInputError):
+        print(f"error: {err}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    if isinstance(err, KeyboardInterrupt):
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
+    if isinstance(err, ReportedError):
+        print(f"internal error: {err}", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(traceback.format_exc())
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    print(f"internal error: {first} (traceback: {log})", file=sys.stderr)
+    return ExitCode.INTERNAL_ERROR
