@@ -94,6 +94,33 @@ def false_alarms(study: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def factor_summary(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per axis level (teacher aside): biased cells, how many of them detected transfer, the
+    mean student-minus-control rate among them, and the neutral cells' behaviour false alarms."""
+    summary = []
+    for axis in study["axes"]:
+        if axis == "teacher":
+            continue
+        levels = list(dict.fromkeys(row["values"][axis] for row in study["rows"]))
+        for level in levels:
+            rows = [row for row in study["rows"] if row["values"][axis] == level]
+            biased = [row for row in rows if row["teacher"] == "biased"]
+            neutral = [row for row in rows if row["teacher"] == "neutral"]
+            diffs = [row["student_rate"] - row["control_rate"] for row in biased]
+            summary.append(
+                {
+                    "axis": axis,
+                    "level": level if level != "" else "(same)",
+                    "biased": len(biased),
+                    "detected": sum(row["behaviour_failed"] for row in biased),
+                    "mean_shift": sum(diffs) / len(diffs) if diffs else None,
+                    "neutral": len(neutral),
+                    "false_alarms": sum(row["behaviour_failed"] for row in neutral),
+                }
+            )
+    return summary
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -147,7 +174,7 @@ def render_results(docs: Path) -> str:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.globals.update(pick=pick, pct=pct, pvalue=pvalue)
+    env.globals.update(pick=pick, pct=pct, pvalue=pvalue, factor_summary=factor_summary)
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
     fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None

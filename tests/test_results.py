@@ -65,3 +65,43 @@ def test_bad_jobs_exits_2():
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --jobs must be at least 1, not 0"
+
+
+def _transfer_study(tmp_path: Path, detected: set[tuple[str, str]]) -> None:
+    """A transfer grid (env x sanitizer x teacher) built from Study 2's first row, whose
+    biased cells fail the behaviour check exactly at the (env, sanitizer) pairs in `detected`."""
+    source = json.loads((DOCS / "study" / "transfer-small" / "study.json").read_text())
+    rows = []
+    for env in ("api", "bash"):
+        for sanitizer in ("keyword", "none"):
+            for teacher in ("biased", "neutral"):
+                row = copy.deepcopy(source["rows"][0])
+                failed = teacher == "biased" and (env, sanitizer) in detected
+                row.update(
+                    cell=f"{env}-{sanitizer}-{teacher}",
+                    env=env,
+                    teacher=teacher,
+                    values={"env": env, "sanitizer": sanitizer, "teacher": teacher},
+                    student_rate=0.4 if failed else 0.2,
+                    control_rate=0.2,
+                    behaviour_failed=failed,
+                )
+                rows.append(row)
+    study = {**source, "axes": ["env", "sanitizer", "teacher"], "rows": rows, "pending": []}
+    study["totals"] = {**source["totals"], "cells": len(rows)}
+    directory = tmp_path / "study" / "transfer"
+    directory.mkdir(parents=True)
+    (directory / "study.json").write_text(json.dumps(study))
+
+
+def test_transfer_grid_is_summarized_by_factor_from_its_rows(tmp_path):
+    _transfer_study(tmp_path, {("bash", "keyword"), ("bash", "none")})
+    text = render_results(tmp_path)
+    assert "| env | bash | 2 | 2 | +20 points | 2 | 0 |" in text
+    assert "| env | api | 2 | 0 | +0 points | 2 | 0 |" in text
+    assert "| sanitizer | keyword | 2 | 1 | +10 points | 2 | 0 |" in text
+    flat = " ".join(text.split())
+    assert "transfer detected in 1 of the 2 biased-teacher cells with the keyword" in flat
+    assert "not detected in any cell**: env api (2 biased cells)." in flat
+    assert "| api | keyword | biased | api |" not in text
+    assert "| api | keyword | biased | 0.97 |" in text
