@@ -3,7 +3,8 @@
     python -m audit.study --grid studies/false-alarm.toml --out study-out/false-alarm
 
 A grid file has an `[audit]` table (settings every cell shares: any `AuditConfig` field) and an
-`[axes]` table (field -> list of values); there is one cell per combination of the axes' values.
+`[axes]` table (field -> list of values); there is one cell per combination of the axes' values,
+less those matching an `[[exclude]]` table (axis -> value; a cell matches when it has all of them).
 Each cell is a full audit (`audit.orchestrator.Audit`) whose stages go through the shared stage
 cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
@@ -64,9 +65,11 @@ def _slug(value: Any) -> str:
 def load_grid(path: Path) -> list[Cell]:
     """The cells of a grid file; `InputError` naming the file for anything malformed."""
     grid = read_toml(path, "grid")
-    unknown_tables = sorted(set(grid) - {"audit", "axes"})
+    unknown_tables = sorted(set(grid) - {"audit", "axes", "exclude"})
     if unknown_tables:
-        raise InputError(f"{path}: unknown tables {', '.join(unknown_tables)}; use audit, axes")
+        raise InputError(
+            f"{path}: unknown tables {', '.join(unknown_tables)}; use audit, axes, exclude"
+        )
     shared, axes = grid.get("audit", {}), grid.get("axes", {})
     unknown = sorted((set(shared) | set(axes)) - set(field_names()))
     if unknown:
@@ -77,16 +80,32 @@ def load_grid(path: Path) -> list[Cell]:
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise InputError(f"{path}: axis {key!r} must be a non-empty list")
+    excluded = _exclusions(path, grid.get("exclude", []), axes)
     profile = shared.get("profile", "default")
     cells = []
     for combination in itertools.product(*axes.values()):
         values = dict(zip(axes, combination, strict=True))
+        if any(rule.items() <= values.items() for rule in excluded):
+            continue
         try:
             config = build_config(profile, {**shared, **values}, {})
         except InputError as err:
             raise InputError(f"{path}: cell {values}: {err}") from None
         cells.append(Cell(values, config))
     return cells
+
+
+def _exclusions(path: Path, rules: Any, axes: dict[str, list]) -> list[dict[str, Any]]:
+    """The `[[exclude]]` tables, each checked to name axes and values of the grid."""
+    if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
+        raise InputError(f"{path}: exclude must be an array of tables ([[exclude]])")
+    for rule in rules:
+        if not rule:
+            raise InputError(f"{path}: an [[exclude]] table is empty")
+        for key, value in rule.items():
+            if key not in axes or value not in axes[key]:
+                raise InputError(f"{path}: exclude {key} = {value!r} is not a value of an axis")
+    return rules
 
 
 def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:

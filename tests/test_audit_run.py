@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from audit.study import load_grid
+
+REPO = Path(__file__).resolve().parent.parent
 SMOKE = """
 env = "api"
 profile = "quick"
@@ -186,6 +189,9 @@ def study(*args: str, cache: Path) -> subprocess.CompletedProcess:
         ("[axes]\nenv = ['api', 'web']\n", "cell {'env': 'web'}: env must be"),
         ("[audit]\nenv = 'api'\n[axes]\nenv = ['api']\n", "env both in [audit] and [axes]"),
         ("[study]\n", "unknown tables study"),
+        ("[axes]\nenv = ['api']\n[exclude]\nenv = 'api'\n", "exclude must be an array of tables"),
+        ("[axes]\nenv = ['api']\n[[exclude]]\nenv = 'bash'\n", "exclude env = 'bash' is not"),
+        ("[axes]\nenv = ['api']\n[[exclude]]\nmethod = 'kd'\n", "exclude method = 'kd' is not"),
     ],
 )
 def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
@@ -194,6 +200,21 @@ def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
     result = study("--grid", str(path), "--out", str(tmp_path / "out"), cache=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+def test_grid_leaves_out_the_cells_an_exclude_table_matches(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        "[axes]\nenv = ['api', 'bash']\nmethod = ['sft', 'kd']\nteacher = ['biased', 'neutral']\n"
+        "[[exclude]]\nenv = 'bash'\nmethod = 'kd'\n"
+    )
+    cells = [cell.values for cell in load_grid(path)]
+    assert len(cells) == 6
+    assert {"env": "bash", "method": "sft", "teacher": "neutral"} in cells
+    assert not [c for c in cells if c["env"] == "bash" and c["method"] == "kd"]
+    transfer = [cell.values for cell in load_grid(REPO / "studies" / "transfer.toml")]
+    assert len(transfer) == 48
+    assert not [c for c in transfer if c["method"] == "kd" and c["student_base"] == "@1"]
 
 
 def test_study_refuses_zero_jobs(tmp_path):
