@@ -174,12 +174,13 @@ def render_results(docs: Path) -> str:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.globals.update(pick=pick, pct=pct, pvalue=pvalue, factor_summary=factor_summary)
+    env.globals.update(pick=pick, pct=pct, pvalue=pvalue)
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
     fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
+    transfer = studies["transfer"] if studies["transfer"] and studies["transfer"]["rows"] else None
     # The full grid holds Study 2's cells again: count them once.
-    grid = "transfer" if studies["transfer"] and studies["transfer"]["rows"] else "transfer-small"
+    grid = "transfer" if transfer else "transfer-small"
     biased = [
         row
         for name in ("default", grid)
@@ -190,6 +191,8 @@ def render_results(docs: Path) -> str:
         studies=studies,
         tables=tables,
         fa=fa,
+        transfer=transfer,
+        summary=factor_summary(transfer) if transfer else [],
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

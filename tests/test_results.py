@@ -25,6 +25,14 @@ def test_missing_studies_are_said_to_be_not_run(tmp_path):
     assert "| biased | api |" in text and "detected in both environments" in text
 
 
+def _write_study(directory: Path, source: dict, rows: list[dict]) -> None:
+    """`source` with `rows` as its finished cells, none pending, as `directory`/study.json."""
+    study = {**source, "rows": rows, "pending": []}
+    study["totals"] = {**source["totals"], "cells": len(rows)}
+    directory.mkdir(parents=True)
+    (directory / "study.json").write_text(json.dumps(study))
+
+
 def _false_alarm_study(tmp_path: Path, verdicts: list[str]) -> None:
     source = json.loads((DOCS / "study" / "false-alarm" / "study.json").read_text())
     template = source["rows"][0]
@@ -34,11 +42,7 @@ def _false_alarm_study(tmp_path: Path, verdicts: list[str]) -> None:
         row.update(cell=f"first_seed-{3 * index}", verdict=verdict)
         row["values"] = {"first_seed": 3 * index}
         rows.append(row)
-    study = {**source, "rows": rows, "pending": []}
-    study["totals"] = {**source["totals"], "cells": len(rows)}
-    directory = tmp_path / "study" / "false-alarm"
-    directory.mkdir(parents=True)
-    (directory / "study.json").write_text(json.dumps(study))
+    _write_study(tmp_path / "study" / "false-alarm", source, rows)
 
 
 def test_false_alarm_rate_is_counted_and_judged_against_the_goal(tmp_path):
@@ -87,11 +91,8 @@ def _transfer_study(tmp_path: Path, detected: set[tuple[str, str]]) -> None:
                     behaviour_failed=failed,
                 )
                 rows.append(row)
-    study = {**source, "axes": ["env", "sanitizer", "teacher"], "rows": rows, "pending": []}
-    study["totals"] = {**source["totals"], "cells": len(rows)}
-    directory = tmp_path / "study" / "transfer"
-    directory.mkdir(parents=True)
-    (directory / "study.json").write_text(json.dumps(study))
+    source = {**source, "axes": ["env", "sanitizer", "teacher"]}
+    _write_study(tmp_path / "study" / "transfer", source, rows)
 
 
 def test_transfer_grid_is_summarized_by_factor_from_its_rows(tmp_path):
