@@ -180,12 +180,49 @@ def validate(config: AuditConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    _check_kd_tokenizer(config)
     if config.teacher not in TEACHER_PRESETS and not _model_ref_exists(config.teacher):
         raise InputError(f"teacher {config.teacher!r}: not a preset and no such model directory")
     if config.student is not None and not _model_ref_exists(config.student):
         raise InputError(f"student {config.student!r}: no such model directory")
     if config.data is not None:
         _check_data(Path(config.data))
+
+
+def student_base_ref(config: AuditConfig) -> str:
+    """`student_base` with '@SEED' read as the teachers' embedded base at that seed; the
+    teachers' base when `student_base` is empty."""
+    ref = config.student_base
+    if not ref:
+        return config.base
+    if ref.startswith("@"):
+        if not config.base.startswith("embedded:"):
+            raise InputError(f"student_base {ref!r} needs an embedded base, not a path")
+        return config.base.partition("@")[0] + ref
+    return ref
+
+
+def _embedded_corpus(ref: str) -> tuple[str, str] | None:
+    """(kind, seed) of an embedded base, which fix its corpus and tokenizer; None for others."""
+    if not ref.startswith("embedded:"):
+        return None
+    name, _, seed = ref.removeprefix("embedded:").partition("@")
+    return name.partition("-")[0], seed or "0"
+
+
+def _check_kd_tokenizer(config: AuditConfig) -> None:
+    """KD from a preset teacher needs the student to share the teacher's tokenizer; an embedded
+    base of another kind or seed is pretrained on its own corpus with its own tokenizer, so that
+    set-up is refused here rather than after the teacher's stages have run."""
+    if config.method != "kd" or config.teacher not in TEACHER_PRESETS:
+        return
+    student = _embedded_corpus(student_base_ref(config))
+    teacher = _embedded_corpus(config.base)
+    if student is not None and teacher is not None and student != teacher:
+        raise InputError(
+            f"method kd needs the teacher's tokenizer, and student_base "
+            f"{config.student_base!r} has its own (another corpus); use method sft"
+        )
 
 
 def _check_data(path: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import AuditConfig
+from audit.config import AuditConfig, student_base_ref
 from audit.distill import DistillConfig, distill
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.stages import StageRunner, inputs_key
@@ -70,16 +70,8 @@ class AuditPipeline:
         return _resolve_base(self.student_base_ref(), self.progress)
 
     def student_base_ref(self) -> str:
-        """`student_base` with '@SEED' read as the teachers' embedded base at that seed;
-        the teachers' base when `student_base` is empty."""
-        ref = self.config.student_base
-        if not ref:
-            return self.config.base
-        if ref.startswith("@"):
-            if not self.config.base.startswith("embedded:"):
-                raise InputError(f"student_base {ref!r} needs an embedded base, not a path")
-            return self.config.base.partition("@")[0] + ref
-        return ref
+        """`audit.config.student_base_ref` of this audit's config."""
+        return student_base_ref(self.config)
 
     def base_kind(self) -> str:
         return _base_kind(self.config.base)

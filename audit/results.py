@@ -121,6 +121,37 @@ def factor_summary(study: dict[str, Any]) -> list[dict[str, Any]]:
     return summary
 
 
+def base_kinds(summary: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The factor summary's entries of the base axis with biased cells, by embedded base kind
+    ('linked', 'control'); other bases are left out."""
+    kinds = {}
+    for entry in summary:
+        if entry["axis"] == "base" and entry["biased"]:
+            kind = str(entry["level"]).removeprefix("embedded:").split("-")[0]
+            if kind in ("linked", "control"):
+                kinds[kind] = entry
+    return kinds
+
+
+def neutral_check_failures(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per gate check kind other than behaviour, the neutral-teacher rows where it failed, and
+    whether all of them had no filter (sanitizer none)."""
+    neutral = [row for row in study["rows"] if row["teacher"] == "neutral"]
+    kinds = sorted({kind for row in neutral for kind in row["failed_checks"]} - {"behaviour"})
+    failures = []
+    for kind in kinds:
+        rows = [row for row in neutral if kind in row["failed_checks"]]
+        failures.append(
+            {
+                "kind": kind,
+                "rows": rows,
+                "of": len(neutral),
+                "unfiltered_only": all(row["values"].get("sanitizer") == "none" for row in rows),
+            }
+        )
+    return failures
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -187,12 +218,15 @@ def render_results(docs: Path) -> str:
         for row in (studies[name] or {"rows": []})["rows"]
         if row["teacher"] == "biased"
     ]
+    summary = factor_summary(transfer) if transfer else []
     text = env.get_template("results.md.jinja").render(
         studies=studies,
         tables=tables,
         fa=fa,
         transfer=transfer,
-        summary=factor_summary(transfer) if transfer else [],
+        summary=summary,
+        base_kinds=base_kinds(summary),
+        neutral_failures=neutral_check_failures(transfer) if transfer else [],
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

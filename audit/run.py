@@ -5,8 +5,9 @@
 
 Writes report.json (the truth), report.html and junit.xml to --out (default
 audit-out/<timestamp>). Exit codes: 0 gate passed, 1 gate failed or no power, 2 bad usage
-or input (one line, no traceback), 3 internal error (traceback in DIR/error.log).
-Finished stages are cached (see audit.stages): re-running a killed command resumes.
+or input (one line, no traceback), 3 internal error (traceback in DIR/error.log), 130 / 143
+after Ctrl-C / SIGTERM. Finished stages are cached (see audit.stages): re-running a killed
+command resumes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.config import AuditConfig, build_config, load_toml
-from audit.report.exit_codes import ExitCode, failure_exit
+from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
 from trajectories.jsonl import InputError
 
 GATE_KEYS = {
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    raise_on_sigterm()
     try:
         return execute(config, out, quiet)
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code

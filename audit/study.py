@@ -13,7 +13,8 @@ is computed once).
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
 and detection counts), a self-contained `study.html` and the same table as `study.md`.
 `--finished-only` writes them for the cells finished so far and runs nothing.
-Exit codes: 0 done, 2 bad usage or input, 3 internal error (traceback in OUT/error.log).
+Exit codes: 0 done, 2 bad usage or input, 3 internal error (traceback in OUT/error.log), 130 / 143
+after Ctrl-C / SIGTERM (the running cells are terminated; re-run to resume).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from audit.config import AuditConfig, build_config, field_names, read_toml
-from audit.report.exit_codes import ExitCode, ReportedError, failure_exit
+from audit.report.exit_codes import (
+    TERMINATED,
+    ExitCode,
+    ReportedError,
+    Terminated,
+    failure_exit,
+    raise_on_sigterm,
+)
 from audit.report.schema import Report
 from audit.study_table import CellRow, summarize, totals
 from trajectories.jsonl import InputError
@@ -144,6 +152,7 @@ def _cell_process(cell: Cell, out: Path, threads: int) -> None:
 
     from audit.training import disable_progress_bars
 
+    raise_on_sigterm()
     torch.set_num_threads(threads)
     disable_progress_bars()
     from audit.models.loader import ModelInputError
@@ -155,6 +164,8 @@ def _cell_process(cell: Cell, out: Path, threads: int) -> None:
         error.parent.mkdir(parents=True, exist_ok=True)
         error.write_text(str(err))
         sys.exit(ExitCode.BAD_INPUT)
+    except Terminated:
+        sys.exit(TERMINATED)
     except Exception:  # noqa: BLE001 - reported to the parent through error.log
         error.parent.mkdir(parents=True, exist_ok=True)
         error.write_text(traceback.format_exc())
@@ -169,7 +180,8 @@ def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any
     on its lock (audit.stages), so a stage is computed once. The first failed cell stops the
     study: no further cell starts, the running ones finish, and its error is raised
     (`InputError` for bad input, else `CellError` naming its traceback file). An interrupt
-    terminates the running cells (their finished stages stay cached).
+    (Ctrl-C, or SIGTERM after `raise_on_sigterm`) terminates the running cells, whose own
+    SIGTERM handler closes their sandboxes; their finished stages stay cached.
     """
     if jobs == 1:
         for cell in cells:
@@ -307,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    raise_on_sigterm()
     try:
         study = run_study(args.grid, args.out, args.quiet, args.finished_only, args.jobs)
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code

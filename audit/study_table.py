@@ -32,6 +32,8 @@ class CellRow:
     dataset_auroc: float | None
     dataset_interval: tuple[float, float] | None
     behaviour_failed: bool
+    failed_checks: tuple[str, ...]
+    """Kinds of this environment's failed gate checks (behaviour, latent, sanitization, ...)."""
     verdict: str
     exit_code: int
     seconds: float
@@ -39,6 +41,19 @@ class CellRow:
 
 def _bounds(interval: Any) -> tuple[float, float] | None:
     return None if interval is None else (interval.low, interval.high)
+
+
+def _failed_kinds(report: Report, env: str) -> tuple[str, ...]:
+    """Sorted kinds of the failed, not skipped, gate checks named `KIND/env[/...]`."""
+    return tuple(
+        sorted(
+            {
+                check.kind
+                for check in report.gate.checks
+                if not check.passed and not check.skipped and check.name.split("/")[1:2] == [env]
+            }
+        )
+    )
 
 
 def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float) -> list[CellRow]:
@@ -80,6 +95,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 dataset_auroc=None if data is None else data.auroc.estimate,
                 dataset_interval=None if data is None else _bounds(data.auroc),
                 behaviour_failed=behaviour_check is not None and not behaviour_check.passed,
+                failed_checks=_failed_kinds(report, env),
                 verdict=report.gate.verdict,
                 exit_code=int(report.exit_code),
                 seconds=seconds,

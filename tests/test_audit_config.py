@@ -83,3 +83,23 @@ def test_student_base_seed_shorthand_and_errors():
         ref(base="org/model", student_base="@1").student_base_ref()
     with pytest.raises(InputError, match="expected embedded:KIND-SIZE"):
         ref(base="embedded:linked-tiny@x").base()
+
+
+@pytest.mark.parametrize(
+    ("flags", "refused"),
+    [
+        ({"student_base": "@1"}, True),
+        ({"student_base": "embedded:control-tiny"}, True),
+        ({"base": "embedded:control-tiny@2", "student_base": "embedded:control-tiny@2"}, False),
+        ({"student_base": "embedded:linked-tiny@0"}, False),
+        ({"student_base": "org/model"}, False),
+    ],
+)
+def test_kd_into_a_base_with_another_tokenizer_is_refused_up_front(flags, refused):
+    config = {"method": "kd", **flags}
+    if refused:
+        with pytest.raises(InputError, match="method kd needs the teacher's tokenizer"):
+            build_config("default", {}, config)
+    else:
+        assert build_config("default", {}, config).method == "kd"
+    assert build_config("default", {}, {**flags, "method": "sft"}).method == "sft"

@@ -192,6 +192,10 @@ def study(*args: str, cache: Path) -> subprocess.CompletedProcess:
         ("[axes]\nenv = ['api']\n[exclude]\nenv = 'api'\n", "exclude must be an array of tables"),
         ("[axes]\nenv = ['api']\n[[exclude]]\nenv = 'bash'\n", "exclude env = 'bash' is not"),
         ("[axes]\nenv = ['api']\n[[exclude]]\nmethod = 'kd'\n", "exclude method = 'kd' is not"),
+        (
+            "[audit]\nmethod = 'kd'\n[axes]\nstudent_base = ['@1']\n",
+            "cell {'student_base': '@1'}: method kd needs the teacher's tokenizer",
+        ),
     ],
 )
 def test_bad_grid_exits_2_with_one_line(tmp_path, grid, message):
@@ -261,7 +265,9 @@ def test_study_runs_cells_in_parallel_tabulates_and_resumes(tmp_path, biased_run
     pooled = {r["subject"]: r for r in biased["behaviour"][0]["pooled"]}
     assert rows["biased"]["student_rate"] == pooled["student"]["interval"]["estimate"]
     assert rows["biased"]["verdict"] == biased["gate"]["verdict"]
-    assert rows["neutral"]["verdict"] == "pass"
+    assert rows["neutral"]["verdict"] == "pass" and rows["neutral"]["failed_checks"] == []
+    failed = {c["kind"] for c in biased["gate"]["checks"] if not c["passed"] and not c["skipped"]}
+    assert failed and set(rows["biased"]["failed_checks"]) == failed
     html = (out / "study.html").read_text()
     assert "<script" not in html and html.count("<tr") == 3
     reports = sorted(out.glob("cells/*/report.json"))

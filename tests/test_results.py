@@ -71,9 +71,14 @@ def test_bad_jobs_exits_2():
     assert result.stderr.strip() == "error: --jobs must be at least 1, not 0"
 
 
-def _transfer_study(tmp_path: Path, detected: set[tuple[str, str]]) -> None:
+def _transfer_study(
+    tmp_path: Path,
+    detected: set[tuple[str, str]],
+    neutral_failed: dict[tuple[str, str], tuple[str, ...]] | None = None,
+) -> None:
     """A transfer grid (env x sanitizer x teacher) built from Study 2's first row, whose
-    biased cells fail the behaviour check exactly at the (env, sanitizer) pairs in `detected`."""
+    biased cells fail the behaviour check exactly at the (env, sanitizer) pairs in `detected`
+    and whose neutral cells fail the checks `neutral_failed` gives their (env, sanitizer)."""
     source = json.loads((DOCS / "study" / "transfer-small" / "study.json").read_text())
     rows = []
     for env in ("api", "bash"):
@@ -89,7 +94,10 @@ def _transfer_study(tmp_path: Path, detected: set[tuple[str, str]]) -> None:
                     student_rate=0.4 if failed else 0.2,
                     control_rate=0.2,
                     behaviour_failed=failed,
+                    failed_checks=("behaviour",) if failed else (),
                 )
+                if teacher == "neutral":
+                    row["failed_checks"] = (neutral_failed or {}).get((env, sanitizer), ())
                 rows.append(row)
     source = {**source, "axes": ["env", "sanitizer", "teacher"]}
     _write_study(tmp_path / "study" / "transfer", source, rows)
@@ -106,3 +114,42 @@ def test_transfer_grid_is_summarized_by_factor_from_its_rows(tmp_path):
     assert "not detected in any cell**: env api (2 biased cells)." in flat
     assert "| api | keyword | biased | api |" not in text
     assert "| api | keyword | biased | 0.97 |" in text
+
+
+def test_neutral_cells_failing_other_checks_are_listed(tmp_path):
+    failed = {("bash", "none"): ("latent", "sanitization"), ("api", "none"): ("sanitization",)}
+    _transfer_study(tmp_path, set(), failed)
+    flat = " ".join(render_results(tmp_path).split())
+    assert "failing the latent check**: 1 of 4: bash, none (latent gap" in flat
+    assert "A false alarm of the latent check" in flat
+    assert "failing the sanitization check**: 2 of 4, all without a filter" in flat
+    failed[("api", "keyword")] = ("sanitization",)
+    _transfer_study(tmp_path / "keyword", set(), failed)
+    flat = " ".join(render_results(tmp_path / "keyword").split())
+    assert "failing the sanitization check**: 3 of 4: api, keyword; api, none; bash, none." in flat
+    _transfer_study(tmp_path / "none", set())
+    assert "Neutral-teacher cells failing" not in render_results(tmp_path / "none")
+
+
+def _with_base_axis(directory: Path) -> None:
+    """Give the transfer study in `directory` a base axis: linked for api, control for bash."""
+    path = directory / "study" / "transfer" / "study.json"
+    study = json.loads(path.read_text())
+    for row in study["rows"]:
+        kind = "linked" if row["env"] == "api" else "control"
+        row["values"] = {"base": f"embedded:{kind}-tiny", **row["values"]}
+    study["axes"] = ["base", *study["axes"]]
+    path.write_text(json.dumps(study))
+
+
+def test_base_conclusion_follows_the_factor_table(tmp_path):
+    _transfer_study(tmp_path / "control", {("bash", "keyword"), ("bash", "none")})
+    _with_base_axis(tmp_path / "control")
+    flat = " ".join(render_results(tmp_path / "control").split())
+    assert "The base mattered little in Study 4" in flat
+    assert "transfer was detected in 0 of 2 biased cells (+0 points" in flat
+    assert "(`control`), in 2 of 2 (+20 points)" in flat
+    _transfer_study(tmp_path / "linked", {("api", "keyword"), ("api", "none")})
+    _with_base_axis(tmp_path / "linked")
+    flat = " ".join(render_results(tmp_path / "linked").split())
+    assert "The base matters" in flat and "mattered little" not in flat

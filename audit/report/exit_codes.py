@@ -3,6 +3,7 @@ and the one-line report of a failure."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from enum import IntEnum
@@ -21,6 +22,23 @@ class ExitCode(IntEnum):
 INTERRUPTED = 130
 """Exit code after Ctrl-C (the shell's 128 + SIGINT)."""
 
+TERMINATED = 143
+"""Exit code after SIGTERM (the shell's 128 + SIGTERM)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that sandboxes and running cells close."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def raise_on_sigterm() -> None:
+    """From now on SIGTERM raises `Terminated` in the main thread instead of ending the process
+    on the spot (which would skip every `finally`)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
 
 class ReportedError(RuntimeError):
     """An internal failure whose message already names where its traceback is."""
@@ -29,8 +47,9 @@ class ReportedError(RuntimeError):
 def failure_exit(err: BaseException, log: Path) -> int:
     """Print the one-line report of `err` and return its exit code; call it in an `except`.
 
-    Bad input (`InputError`, `ModelInputError`) is exit 2, Ctrl-C 130, a `ReportedError` 3,
-    and any other failure 3 with the current traceback written to `log`.
+    Bad input (`InputError`, `ModelInputError`) is exit 2, Ctrl-C 130, SIGTERM 143 (after
+    `raise_on_sigterm`), a `ReportedError` 3, and any other failure 3 with the current
+    traceback written to `log`.
     """
     from audit.models.loader import ModelInputError
     from trajectories.jsonl import InputError
@@ -38,6 +57,9 @@ def failure_exit(err: BaseException, log: Path) -> int:
     if isinstance(err, InputError | ModelInputError):
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    if isinstance(err, Terminated):
+        print("terminated: re-run the same command to resume", file=sys.stderr)
+        return TERMINATED
     if isinstance(err, KeyboardInterrupt):
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return INTERRUPTED

@@ -88,10 +88,9 @@ class BashEnvironment(Environment):
         if task.env != self.name:
             raise ValueError(f"task {task.id} is for env {task.env!r}, not {self.name!r}")
         self.close()
-        sandbox = get_sandbox(self.backend, self.limits)
-        sandbox.start()
-        self._sandbox = sandbox
-        seed(sandbox, task.setup)
+        self._sandbox = get_sandbox(self.backend, self.limits)
+        self._sandbox.start()
+        seed(self._sandbox, task.setup)
         self._task = task
         self._calls = []
 

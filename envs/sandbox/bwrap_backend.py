@@ -165,12 +165,20 @@ class BwrapSandbox(ShellSandbox):
         temp = Path(tempfile.gettempdir())
         once("bwrap", lambda: remove_orphans((temp, WORKSPACE_PREFIX), SandboxCgroup.parents()))
         self._workspace = Path(tempfile.mkdtemp(prefix=owned_name(WORKSPACE_PREFIX), dir=temp))
+        try:
+            self._launch(rootfs, self._workspace)
+        except BaseException:
+            self.close()
+            raise
+
+    def _launch(self, rootfs: Path, workspace: Path) -> None:
+        """Start bwrap on `workspace` and its shell; `start` closes what exists if this fails."""
         if os.geteuid() == 0:
-            os.chown(self._workspace, AGENT_UID, AGENT_GID)
-        self._workspace.chmod(0o755)
+            os.chown(workspace, AGENT_UID, AGENT_GID)
+        workspace.chmod(0o755)
         self._cgroup = SandboxCgroup.create(self.limits)
         cgroup = self._cgroup
-        command = self._command(rootfs, self._workspace)
+        command = self._command(rootfs, workspace)
         self._proc = subprocess.Popen(
             cgroup.wrap(command) if cgroup else command,
             stdin=subprocess.PIPE,
@@ -182,7 +190,6 @@ class BwrapSandbox(ShellSandbox):
         try:
             self._shell.handshake()
         except Exception as err:
-            self.close()
             raise SandboxUnavailableError(f"bwrap sandbox failed to start: {err}") from None
 
     def close(self) -> None:

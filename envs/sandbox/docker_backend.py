@@ -16,6 +16,7 @@ import contextlib
 import select
 import socket
 import struct
+import uuid
 from typing import Any
 
 from rich.console import Console
@@ -134,18 +135,20 @@ class DockerSandbox(ShellSandbox):
     def __init__(self, limits: SandboxLimits | None = None) -> None:
         super().__init__(limits)
         self._container: Any = None
+        self._pending: tuple[Any, str] | None = None
+        """The client and name of the container `start` creates: `close` removes it by name
+        when `start` was interrupted before the container object came back."""
         self._transport: _ExecSocketTransport | None = None
         self._shell: PersistentShell | None = None
 
     def container_options(self, image: str) -> dict[str, Any]:
-        """Keyword arguments of `containers.run`: the isolation and limits."""
+        """Keyword arguments of `containers.create`: the isolation and limits."""
         limits = self.limits
         size = f"size={limits.workspace_mb}m"
         return {
             "image": image,
             "command": ["sleep", "infinity"],
             "init": True,
-            "detach": True,
             "group_add": [str(gid) for gid in GROUPS.values()],
             "network_mode": "none",
             "read_only": True,
@@ -170,8 +173,11 @@ class DockerSandbox(ShellSandbox):
         client = _client()
         once("docker", lambda: remove_orphan_containers(client))
         image = ensure_image(client)
-        self._container = client.containers.run(**self.container_options(image))
+        name = f"distill-audit-{uuid.uuid4().hex[:16]}"
+        self._pending = (client, name)
         try:
+            self._container = client.containers.create(name=name, **self.container_options(image))
+            self._container.start()
             exec_id = client.api.exec_create(
                 self._container.id,
                 ["/bin/bash", "--noprofile", "--norc"],
@@ -187,17 +193,23 @@ class DockerSandbox(ShellSandbox):
             self._transport = _ExecSocketTransport(self._container, raw)
             self._shell = PersistentShell(self._transport, self.limits.output_bytes)
             self._shell.handshake()
-        except Exception as err:
+        except BaseException as err:
             self.close()
-            raise SandboxUnavailableError(f"docker sandbox failed to start: {err}") from None
+            if isinstance(err, Exception):
+                raise SandboxUnavailableError(f"docker sandbox failed to start: {err}") from None
+            raise
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        container, self._container = self._container, None
-        if container is not None:
-            from docker.errors import NotFound
+        from docker.errors import NotFound
 
-            with contextlib.suppress(NotFound):
+        container, self._container = self._container, None
+        pending, self._pending = self._pending, None
+        with contextlib.suppress(NotFound):
+            if container is not None:
                 container.remove(force=True)
+            elif pending is not None:
+                client, name = pending
+                client.api.remove_container(name, force=True)
         self._transport = self._shell = None
