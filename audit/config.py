@@ -202,12 +202,29 @@ def student_base_ref(config: AuditConfig) -> str:
     return ref
 
 
-def _embedded_corpus(ref: str) -> tuple[str, str] | None:
-    """(kind, seed) of an embedded base, which fix its corpus and tokenizer; None for others."""
+@dataclass(frozen=True)
+class EmbeddedRef:
+    """An `embedded:KIND-SIZE[@SEED]` base reference, split (not validated: size and seed may
+    be empty or malformed; `audit.pipeline` checks them when it resolves the base)."""
+
+    kind: str
+    size: str
+    seed: str
+
+
+def parse_embedded(ref: str) -> EmbeddedRef | None:
+    """The parts of an `embedded:` base reference; None for a path or hub id."""
     if not ref.startswith("embedded:"):
         return None
     name, _, seed = ref.removeprefix("embedded:").partition("@")
-    return name.partition("-")[0], seed or "0"
+    kind, _, size = name.partition("-")
+    return EmbeddedRef(kind, size, seed)
+
+
+def _embedded_corpus(ref: str) -> tuple[str, str] | None:
+    """(kind, seed) of an embedded base, which fix its corpus and tokenizer; None for others."""
+    parsed = parse_embedded(ref)
+    return None if parsed is None else (parsed.kind, parsed.seed or "0")
 
 
 def _check_kd_tokenizer(config: AuditConfig) -> None:

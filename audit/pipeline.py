@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import AuditConfig, student_base_ref
+from audit.config import AuditConfig, parse_embedded, student_base_ref
 from audit.distill import DistillConfig, distill
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.stages import StageRunner, inputs_key
@@ -241,14 +241,13 @@ def embed_preset_teachers(progress: bool = True) -> list[Path]:
 
 def _resolve_base(ref: str, progress: bool) -> Artifact:
     """`embedded:KIND-SIZE[@SEED]` (committed or pretrained and cached), a path or a hub id."""
-    if not ref.startswith("embedded:"):
+    parsed = parse_embedded(ref)
+    if parsed is None:
         return Artifact(Path(ref), ref)
-    name, _, seed = ref.removeprefix("embedded:").partition("@")
-    kind, _, size = name.partition("-")
-    if not size or (seed and not seed.isdigit()):
+    if not parsed.size or (parsed.seed and not parsed.seed.isdigit()):
         raise InputError(f"base {ref!r}: expected embedded:KIND-SIZE[@SEED], e.g. linked-tiny")
     try:
-        path = embedded_base(kind, size, int(seed or 0), progress=progress)
+        path = embedded_base(parsed.kind, parsed.size, int(parsed.seed or 0), progress=progress)
     except ValueError as err:
         raise InputError(f"base {ref!r}: {err}") from None
     return Artifact(path, ref)
@@ -256,6 +255,5 @@ def _resolve_base(ref: str, progress: bool) -> Artifact:
 
 def _base_kind(ref: str) -> str:
     """'linked' or 'control' for an embedded base, else 'external'."""
-    if not ref.startswith("embedded:"):
-        return "external"
-    return ref.removeprefix("embedded:").split("-")[0]
+    parsed = parse_embedded(ref)
+    return "external" if parsed is None else parsed.kind

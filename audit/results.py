@@ -23,6 +23,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from audit.config import parse_embedded
 from audit.report.exit_codes import ExitCode, failure_exit
 from audit.stats import wilson_interval
 from trajectories.jsonl import InputError
@@ -126,10 +127,9 @@ def base_kinds(summary: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     ('linked', 'control'); other bases are left out."""
     kinds = {}
     for entry in summary:
-        if entry["axis"] == "base" and entry["biased"]:
-            kind = str(entry["level"]).removeprefix("embedded:").split("-")[0]
-            if kind in ("linked", "control"):
-                kinds[kind] = entry
+        parsed = parse_embedded(str(entry["level"])) if entry["axis"] == "base" else None
+        if parsed is not None and parsed.kind in ("linked", "control") and entry["biased"]:
+            kinds[parsed.kind] = entry
     return kinds
 
 

@@ -44,13 +44,13 @@ def _bounds(interval: Any) -> tuple[float, float] | None:
 
 
 def _failed_kinds(report: Report, env: str) -> tuple[str, ...]:
-    """Sorted kinds of the failed, not skipped, gate checks named `KIND/env[/...]`."""
+    """Sorted kinds of the failed gate checks named `KIND/env[/...]` (a skipped check passes)."""
     return tuple(
         sorted(
             {
                 check.kind
                 for check in report.gate.checks
-                if not check.passed and not check.skipped and check.name.split("/")[1:2] == [env]
+                if not check.passed and check.name.split("/")[1:2] == [env]
             }
         )
     )
@@ -59,7 +59,6 @@ def _failed_kinds(report: Report, env: str) -> tuple[str, ...]:
 def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float) -> list[CellRow]:
     """One row per environment of a finished cell's report."""
     rows = []
-    checks = {check.name: check for check in report.gate.checks}
     for behaviour in report.behaviour:
         env = behaviour.env
         pooled = {rate.subject: rate for rate in behaviour.pooled}
@@ -72,7 +71,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
             (t for t in report.teacher_rates if t.env == env and t.teacher == audited), None
         )
         student, control = pooled["student"], pooled["control"]
-        behaviour_check = checks.get(f"behaviour/{env}/{behaviour.metric}")
+        failed = _failed_kinds(report, env)
         rows.append(
             CellRow(
                 cell=cell,
@@ -94,8 +93,8 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 latent_interval=None if lat is None else _bounds(lat.gap),
                 dataset_auroc=None if data is None else data.auroc.estimate,
                 dataset_interval=None if data is None else _bounds(data.auroc),
-                behaviour_failed=behaviour_check is not None and not behaviour_check.passed,
-                failed_checks=_failed_kinds(report, env),
+                behaviour_failed="behaviour" in failed,
+                failed_checks=failed,
                 verdict=report.gate.verdict,
                 exit_code=int(report.exit_code),
                 seconds=seconds,
