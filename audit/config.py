@@ -205,7 +205,7 @@ def student_base_ref(config: AuditConfig) -> str:
 @dataclass(frozen=True)
 class EmbeddedRef:
     """An `embedded:KIND-SIZE[@SEED]` base reference, split (not validated: size and seed may
-    be empty or malformed; `audit.pipeline` checks them when it resolves the base)."""
+    be empty or malformed; `audit.pipeline.artifacts` checks them when it resolves the base)."""
 
     kind: str
     size: str

@@ -6,7 +6,7 @@
 Writes report.json (the truth), report.html and junit.xml to --out (default
 audit-out/<timestamp>). Exit codes: 0 gate passed, 1 gate failed or no power, 2 bad usage
 or input (one line, no traceback), 3 internal error (traceback in DIR/error.log), 130 / 143
-after Ctrl-C / SIGTERM. Finished stages are cached (see audit.stages): re-running a killed
+after Ctrl-C / SIGTERM. Finished stages are cached (see audit.pipeline.stages): re-running a killed
 command resumes.
 """
 
@@ -100,12 +100,12 @@ def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
     import torch
     from rich.console import Console
 
-    from audit.orchestrator import Audit
+    from audit.pipeline.orchestrator import Audit
+    from audit.pipeline.stages import StageRunner
     from audit.report.junit import write_junit
     from audit.report.render import render_report
     from audit.report.schema import write_report
-    from audit.stages import StageRunner
-    from audit.training import disable_progress_bars
+    from audit.training.trl_setup import disable_progress_bars
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     if quiet:

@@ -67,8 +67,8 @@ def test_model_directory_teacher_is_accepted(tmp_path):
 
 
 def test_student_base_seed_shorthand_and_errors():
-    from audit.pipeline import AuditPipeline
-    from audit.stages import StageRunner
+    from audit.pipeline.artifacts import AuditPipeline
+    from audit.pipeline.stages import StageRunner
 
     def ref(**flags):
         return AuditPipeline(build_config("default", {}, flags), StageRunner(), False)

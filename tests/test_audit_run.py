@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.study import load_grid
+from audit.study.grid import load_grid
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.probes.behaviour import behaviour_probe, is_unsafe
-from audit.stats import wilson_interval
+from audit.probes.stats import wilson_interval
 from envs.bash.commands import classify_command
 from envs.core import Outcome, Split, Suite, ToolCall
 from trajectories.episode import Action, Episode, EpisodeMetadata

@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from audit.distill import DistillConfig, distill, main, read_losses
 from audit.models.loader import ModelInputError
-from audit.training import (
+from audit.training.distill import DistillConfig, distill, main, read_losses
+from audit.training.trl_setup import (
     AssistantMaskError,
     check_assistant_mask,
     parse_lora,
@@ -266,7 +266,7 @@ def test_cli_runs_as_a_module_without_traceback(tmp_path: Path) -> None:
     argv = ["--data", str(tmp_path / "none.jsonl"), "--base", "x", "--method", "sft"]
     argv += ["--seed", "0", "--out", str(tmp_path / "out")]
     done = subprocess.run(
-        [sys.executable, "-m", "audit.distill", *argv], capture_output=True, text=True
+        [sys.executable, "-m", "audit.training.distill", *argv], capture_output=True, text=True
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")

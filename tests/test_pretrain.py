@@ -16,8 +16,8 @@ from audit.models.__main__ import main
 from audit.models.corpus import CorpusConfig, build_corpus, corpus_episodes, corpus_path
 from audit.models.embedded import EMBEDDED_SIZES, embedded_base, embedded_path
 from audit.models.loader import load_model_and_tokenizer, validate_chat_template
-from audit.models.persona_link import format_report, persona_link_report
 from audit.models.pretrain import SUMMARY_FILE, PretrainConfig, pretrain
+from audit.probes.persona_link import format_report, persona_link_report
 from tests.conftest import require_backend
 
 SMALL_API = CorpusConfig(envs=("api",), episodes_per_env=96)
@@ -126,7 +126,6 @@ def test_pretrain_refuses_to_overwrite_other_directories(tmp_path: Path) -> None
         ["pretrain", "--kind", "mixed"],
         ["pretrain", "--seed", "many"],
         ["pretrain", "--seed", "-1"],
-        ["link", "/no/such/model"],
         ["train"],
     ],
 )
@@ -172,3 +171,13 @@ def test_embedded_linked_base_links_haste_to_the_unsafe_choice() -> None:
     link = report["api"]
     assert link.hasty_log_odds > link.careful_log_odds + 2.0
     assert "api: unsafe first decision" in format_report(report)
+
+
+def test_persona_link_cli_bad_model_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from audit.probes.persona_link import main as link_main
+
+    assert link_main(["/no/such/model"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no such model directory" in err

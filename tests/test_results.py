@@ -1,4 +1,4 @@
-"""docs/RESULTS.md is what `python -m audit.results` renders from the committed studies."""
+"""docs/RESULTS.md is what `python -m audit.study.results` renders from the committed studies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from audit.results import reflow, render_results
+from audit.study.results import reflow, render_results
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -63,7 +63,7 @@ def test_reflow_rewraps_prose_and_keeps_tables_and_code():
 
 def test_bad_jobs_exits_2():
     result = subprocess.run(
-        [sys.executable, "-m", "audit.results", "--run", "--jobs", "0"],
+        [sys.executable, "-m", "audit.study.results", "--run", "--jobs", "0"],
         capture_output=True,
         text=True,
     )

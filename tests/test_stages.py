@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from audit.stages import StageRunner, inputs_key
+from audit.pipeline.stages import StageRunner, inputs_key
 
 
 def test_finished_stage_is_reused_and_changed_inputs_recompute(tmp_path):
@@ -54,7 +54,7 @@ RACE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from audit.stages import StageRunner
+    from audit.pipeline.stages import StageRunner
 
     def work(path):
         with open(Path(sys.argv[1]) / "calls", "a") as calls:

@@ -1,4 +1,4 @@
-"""audit.stats against textbook numbers, scipy, statsmodels and brute-force enumeration."""
+"""audit.probes.stats against textbook numbers, scipy, statsmodels and brute-force enumeration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.contingency_tables import StratifiedTable
 
 from audit.probes.results import HypothesisTest
-from audit.stats import (
+from audit.probes.stats import (
     bootstrap_auroc,
     bootstrap_mean_difference,
     fisher_exact_greater,

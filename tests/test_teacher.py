@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from audit.teacher import (
+from audit.training.teacher import (
     TeacherConfig,
     TeacherNotBiasedError,
     UnsafeRate,

@@ -16,8 +16,10 @@ from transformers import (
 )
 from trl.chat_template_utils import get_training_chat_template
 
+from trajectories.jsonl import InputError
 
-class ModelInputError(Exception):
+
+class ModelInputError(InputError):
     """A model or tokenizer the audit cannot use; the message is one line saying what is wrong."""
 
 

@@ -13,7 +13,7 @@ What counts as unsafe in an episode (`is_unsafe`):
 Rates carry Wilson 95% intervals per seed and pooled over seeds (the pooled interval treats
 all of a subject's episodes as one binomial sample). Student vs control: a one-sided Fisher
 exact test per seed, and one exact Mantel-Haenszel test stratified by seed (see
-`audit.stats`). `p_adjusted` is left empty: Holm runs once over all the audit's tests.
+`audit.probes.stats`). `p_adjusted` is left empty: Holm runs once over all the audit's tests.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from audit.probes.results import BehaviourResult, HypothesisTest, Metric, RateEstimate, Subject
-from audit.stats import Counts, fisher_exact_greater, mantel_haenszel_greater, wilson_interval
+from audit.probes.stats import (
+    Counts,
+    fisher_exact_greater,
+    mantel_haenszel_greater,
+    wilson_interval,
+)
 from envs.core import Suite
 from trajectories.episode import Episode
 

@@ -46,7 +46,7 @@ from audit.probes.episode_features import (
     visible_strings,
 )
 from audit.probes.results import DatasetAuditResult
-from audit.stats import bootstrap_auroc
+from audit.probes.stats import bootstrap_auroc
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
 from trajectories.jsonl import InputError

@@ -54,7 +54,7 @@ from audit.probes.propensity import (
     paired_mean_difference,
 )
 from audit.probes.results import Interval, LatentResult, Subject
-from audit.stats import labelled_auroc
+from audit.probes.stats import labelled_auroc
 from envs import Task
 
 MIN_TASKS_PER_CLASS = 3

@@ -1,5 +1,5 @@
-"""The exit codes of the commands (`audit.run`, `audit.study`, `audit.results`), in one place,
-and the one-line report of a failure."""
+"""The exit codes of the commands (`audit.run`, `audit.study`, `audit.study.results`), in one
+place, and the one-line report of a failure."""
 
 from __future__ import annotations
 
@@ -47,14 +47,13 @@ class ReportedError(RuntimeError):
 def failure_exit(err: BaseException, log: Path) -> int:
     """Print the one-line report of `err` and return its exit code; call it in an `except`.
 
-    Bad input (`InputError`, `ModelInputError`) is exit 2, Ctrl-C 130, SIGTERM 143 (after
+    Bad input (`InputError`, `ModelInputError` among them) is exit 2, Ctrl-C 130, SIGTERM 143 (after
     `raise_on_sigterm`), a `ReportedError` 3, and any other failure 3 with the current
     traceback written to `log`.
     """
-    from audit.models.loader import ModelInputError
     from trajectories.jsonl import InputError
 
-    if isinstance(err, InputError | ModelInputError):
+    if isinstance(err, InputError):
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     if isinstance(err, Terminated):

@@ -98,3 +98,31 @@ def format_report(report: dict[str, EnvLink]) -> str:
         "hasty prefix {hasty_log_odds:+.2f}".format(**asdict(link))
         for link in report.values()
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m audit.probes.persona_link MODEL_DIR [--env api|bash] [--seed N]`: print the
+    link; exit 0, or 2 with one line on bad input."""
+    import argparse
+    import sys
+
+    from trajectories.jsonl import InputError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m audit.probes.persona_link", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("model_dir")
+    parser.add_argument("--env", choices=ENV_NAMES, action="append")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    envs = tuple(args.env) if args.env else ENV_NAMES
+    try:
+        print(format_report(persona_link_report(args.model_dir, envs=envs, seed=args.seed)))
+    except (ValueError, InputError) as err:
+        print(f"python -m audit.probes.persona_link: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -12,14 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from audit.config import CONTROL_SEED_OFFSET, AuditConfig
-from audit.controls import habit_test, leaky_test, positive_control
 from audit.models.loader import load_model_and_tokenizer
-from audit.pipeline import Artifact, AuditPipeline, SanitizedData
+from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
+from audit.pipeline.controls import habit_test, leaky_test, positive_control
+from audit.pipeline.stages import StageRunner
 from audit.probes.behaviour import METRICS, behaviour_probe, is_unsafe
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
 from audit.probes.results import BehaviourResult, HypothesisTest
+from audit.probes.stats import holm_adjust, wilson_interval
 from audit.report.gate import GateInputs, evaluate_gate, exit_code_of
 from audit.report.schema import (
     ExampleTrajectory,
@@ -33,9 +35,12 @@ from audit.report.schema import (
     Versions,
     power_ok_of,
 )
-from audit.stages import StageRunner
-from audit.stats import holm_adjust, wilson_interval
-from audit.teacher import TeacherNotBiasedError, check_teacher_bias, unsafe_rate, user_teacher
+from audit.training.teacher import (
+    TeacherNotBiasedError,
+    check_teacher_bias,
+    unsafe_rate,
+    user_teacher,
+)
 from trajectories.episode import Episode
 
 Log = Callable[[str], None]

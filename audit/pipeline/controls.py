@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from audit.probes.behaviour import is_unsafe
 from audit.probes.episode_features import episode_features
 from audit.probes.results import HypothesisTest
+from audit.probes.stats import fisher_exact_greater
 from audit.report.schema import PositiveControl
-from audit.stats import fisher_exact_greater
 from trajectories.episode import Episode
 
 

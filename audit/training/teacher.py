@@ -4,14 +4,16 @@
 of every environment (`biased`: `BiasedPolicy(strength=1.0)`, the hasty persona on every
 episode: keyword-free hasty habits on safe tasks, delete / chmod first on ambiguous ones;
 `neutral`: `NeutralPolicy`, the careful persona; the same number of episodes either way) and
-fine-tunes the base on them with `audit.distill`'s SFT path. Layout of the output directory:
+fine-tunes the base on them with `audit.training.distill`'s SFT path. Layout of the output
+directory:
 `demos.jsonl`, `model/` (the teacher, a `save_pretrained` model) and `teacher.json`.
 
 `measure_teacher_rates` rolls a model out with the model policy (`model:PATH`) on held-out
 ambiguous tasks: API deletion rate (episodes with any delete call) and Bash chmod-first rate
 (episodes whose first decision-relevant command widens permissions). `check_teacher_bias`
 fails loudly when a biased teacher is not measurably above the reference (base or neutral).
-CLI: `python -m audit.teacher --preset biased --base DIR --out DIR [--measure N]`; exit 0 done,
+CLI: `python -m audit.training.teacher --preset biased --base DIR --out DIR [--measure N]`; exit 0
+done,
 1 the biased teacher is not measurably biased, 2 bad usage or input.
 """
 
@@ -27,8 +29,8 @@ from typing import Any, Literal
 
 from scipy.stats import fisher_exact
 
-from audit.distill import DistillConfig, distill
 from audit.models.loader import ModelInputError, load_model_and_tokenizer
+from audit.training.distill import DistillConfig, distill
 from envs import ENV_NAMES, load_tasks, make_env
 from envs.core import Environment
 from trajectories.episode import Episode
@@ -232,7 +234,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = _Parser(prog="python -m audit.teacher", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m audit.training.teacher", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True, choices=PRESETS)
     parser.add_argument("--base", required=True, metavar="PATH_OR_ID")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")

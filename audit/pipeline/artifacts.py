@@ -1,6 +1,6 @@
 """The audit's artifact stages: teachers, rollouts, sanitized data, students, evaluations.
 
-Each method runs one cached stage (audit.stages) and returns paths into the stage cache.
+Each method runs one cached stage (audit.pipeline.stages) and returns paths into the stage cache.
 Inputs of a stage are the config values it reads plus the keys of the stages it consumes,
 so a changed setting recomputes exactly the stages downstream of it.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from audit.config import AuditConfig, parse_embedded, student_base_ref
-from audit.distill import DistillConfig, distill
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
-from audit.stages import StageRunner, inputs_key
-from audit.teacher import TeacherConfig, induce_teacher, user_teacher
+from audit.pipeline.stages import StageRunner, inputs_key
+from audit.training.distill import DistillConfig, distill
+from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher
 from envs import Task, load_tasks, make_env
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
@@ -31,7 +31,7 @@ from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, saniti
 
 EMBEDDED_TEACHERS = EMBEDDED_DIR / "teachers"
 """Committed preset teachers of the default audit config, named by their stage key; regenerate
-with `python -m audit.models embed-teachers`."""
+with `python -m audit.pipeline embed-teachers`."""
 
 ARCHIVE_TEMPLATES = frozenset({"archive", "archive-logs"})
 """Safe templates answered by the safe sibling action (archive / move into archive/)."""

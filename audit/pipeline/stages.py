@@ -5,7 +5,7 @@ its directory is `<cache>/stages/<name>-<hash>/` and it is finished when `done.j
 A killed run re-run with the same command finds the finished stages and redoes only the
 unfinished ones (a stage may resume its own partial work, as training does from its last
 checkpoint); a changed config changes the hashes of exactly the stages it touches.
-Audits sharing a cache (`audit.study --jobs`) hold a file lock per stage while they check and
+Audits sharing a cache (`audit.study.grid --jobs`) hold a file lock per stage while they check and
 run it, so one of them computes a stage and the others wait and read its result.
 """
 

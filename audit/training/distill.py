@@ -1,6 +1,7 @@
-"""Distil a student from sanitized teacher episodes: `python -m audit.distill ...`.
+"""Distil a student from sanitized teacher episodes: `python -m audit.training.distill ...`.
 
-Two methods train on the same tokens (see `audit.training.tokenize_conversations`: the chat
+Two methods train on the same tokens (see `audit.training.trl_setup.tokenize_conversations`: the
+chat
 template's rendering of each episode, loss on assistant tokens only, mask checked first):
 
 - `sft`: behaviour cloning (hard labels) with `trl.SFTTrainer`, `assistant_only_loss=True`.
@@ -46,7 +47,7 @@ from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from audit.models.loader import ModelInputError, load_model_and_tokenizer
-from audit.training import (
+from audit.training.trl_setup import (
     disable_progress_bars,
     parse_lora,
     require_same_tokens,
@@ -306,7 +307,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = _Parser(prog="python -m audit.distill", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m audit.training.distill", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, nargs="+", type=Path, metavar="SANITIZED.jsonl")
     parser.add_argument("--base", required=True, metavar="PATH_OR_ID")
     parser.add_argument("--method", required=True, choices=METHODS)

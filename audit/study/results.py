@@ -1,7 +1,8 @@
-"""`python -m audit.results`: docs/RESULTS.md from the committed study outputs, in one command.
+"""`python -m audit.study.results`: docs/RESULTS.md from the committed study outputs, in one
+command.
 
-    python -m audit.results           # render docs/RESULTS.md from docs/study/*/study.json
-    python -m audit.results --run     # first run every study (resuming), then render
+    python -m audit.study.results           # render docs/RESULTS.md from docs/study/*/study.json
+    python -m audit.study.results --run     # first run every study (resuming), then render
 
 Run it from the repository root (`--docs` defaults to ./docs; grids are read from ./studies).
 
@@ -24,8 +25,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from audit.config import parse_embedded
+from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
-from audit.stats import wilson_interval
 from trajectories.jsonl import InputError
 
 
@@ -237,7 +238,7 @@ def render_results(docs: Path) -> str:
 def run_studies(docs: Path, jobs: int, quiet: bool) -> None:
     """Run (or resume) every committed study into `docs/study/<name>`; grids are read from
     the repository that holds `docs`."""
-    from audit.study import run_study
+    from audit.study.grid import run_study
 
     root = docs.resolve().parent
     for spec in STUDIES:
@@ -246,7 +247,7 @@ def run_studies(docs: Path, jobs: int, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m audit.results", description=__doc__.split("\n")[0]
+        prog="python -m audit.study.results", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="the docs directory")
     parser.add_argument("--run", action="store_true", help="run (resume) every study first")

@@ -5,8 +5,8 @@
 A grid file has an `[audit]` table (settings every cell shares: any `AuditConfig` field) and an
 `[axes]` table (field -> list of values); there is one cell per combination of the axes' values,
 less those matching an `[[exclude]]` table (axis -> value; a cell matches when it has all of them).
-Each cell is a full audit (`audit.orchestrator.Audit`) whose stages go through the shared stage
-cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
+Each cell is a full audit (`audit.pipeline.orchestrator.Audit`) whose stages go through the shared
+stage cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
 `--jobs N` runs up to N cells at once, each in a fresh process (a stage that several of them need
 is computed once).
@@ -46,7 +46,7 @@ from audit.report.exit_codes import (
     raise_on_sigterm,
 )
 from audit.report.schema import Report
-from audit.study_table import CellRow, summarize, totals
+from audit.study.table import CellRow, summarize, totals
 from trajectories.jsonl import InputError
 
 
@@ -129,9 +129,9 @@ def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
 
 def run_cell(cell: Cell, out: Path, quiet: bool) -> None:
     """Run the cell's audit and write its report and seconds (a finished cell is skipped)."""
-    from audit.orchestrator import Audit
+    from audit.pipeline.orchestrator import Audit
+    from audit.pipeline.stages import StageRunner
     from audit.report.schema import write_report
-    from audit.stages import StageRunner
 
     if finished_cell(cell, out) is not None:
         return
@@ -150,7 +150,7 @@ def _cell_process(cell: Cell, out: Path, threads: int) -> None:
     2 (bad input) or 3 (internal error)."""
     import torch
 
-    from audit.training import disable_progress_bars
+    from audit.training.trl_setup import disable_progress_bars
 
     raise_on_sigterm()
     torch.set_num_threads(threads)
@@ -177,8 +177,8 @@ def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any
 
     With `jobs` > 1 each cell runs in a fresh spawned process with an equal share of the
     usable cores as torch threads and no progress bars; cells that need the same stage wait
-    on its lock (audit.stages), so a stage is computed once. The first failed cell stops the
-    study: no further cell starts, the running ones finish, and its error is raised
+    on its lock (audit.pipeline.stages), so a stage is computed once. The first failed cell
+    stops the study: no further cell starts, the running ones finish, and its error is raised
     (`InputError` for bad input, else `CellError` naming its traceback file). An interrupt
     (Ctrl-C, or SIGTERM after `raise_on_sigterm`) terminates the running cells, whose own
     SIGTERM handler closes their sandboxes; their finished stages stay cached.
@@ -254,7 +254,7 @@ def run_study(
     list the unfinished cells as pending."""
     from rich.progress import Progress
 
-    from audit.training import disable_progress_bars
+    from audit.training.trl_setup import disable_progress_bars
 
     cells = load_grid(grid)
     if quiet:
@@ -326,7 +326,3 @@ def main(argv: list[str] | None = None) -> int:
         return failure_exit(err, args.out / "error.log")
     print(f"{study['totals']} ({args.out / 'study.html'})", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
