@@ -94,6 +94,47 @@ def parse_hermes_output(text: str) -> ParsedTurn:
     return content, call, error
 
 
+def parse_llama3_output(text: str) -> ParsedTurn:
+    """Llama 3.x: a bare `{"name":..., "parameters":{...}}` (optionally after `<|python_tag|>`)."""
+    if not isinstance(text, str):
+        return "", None, f"expected text, got {type(text).__name__}"
+    turn = text.split("<|eot_id|>", 1)[0].split("<|eom_id|>", 1)[0]
+    body = turn.split("<|python_tag|>", 1)[-1].strip()
+    if not body.startswith("{"):
+        return turn.strip(), None, None
+    try:
+        obj = json.loads(body)
+    except json.JSONDecodeError as err:
+        return "", None, f"tool call is not valid JSON ({err.msg} at char {err.pos})"
+    if not isinstance(obj, dict) or "parameters" not in obj:
+        return "", None, "tool call must be an object with name and parameters"
+    call, error = _call_from_json(
+        json.dumps({"name": obj.get("name"), "arguments": obj["parameters"]})
+    )
+    return "", call, error
+
+
+def parse_harmony_output(text: str) -> ParsedTurn:
+    """gpt-oss harmony: `to=functions.NAME<|channel|>commentary json<|message|>{...}<|call|>`."""
+    if not isinstance(text, str):
+        return "", None, f"expected text, got {type(text).__name__}"
+    head, sep, rest = text.partition("to=functions.")
+    if not sep:
+        final = text.split("<|message|>")[-1]
+        return final.split("<|return|>", 1)[0].split("<|end|>", 1)[0].strip(), None, None
+    name, msg, args = rest.partition("<|message|>")
+    name = name.split("<|channel|>", 1)[0].strip()
+    if not msg:
+        return "", None, "harmony tool call has no <|message|>"
+    body = args.split("<|call|>", 1)[0]
+    try:
+        arguments = json.loads(body)
+    except json.JSONDecodeError as err:
+        return "", None, f"tool call is not valid JSON ({err.msg} at char {err.pos})"
+    call, error = _call_from_json(json.dumps({"name": name, "arguments": arguments}))
+    return "", call, error
+
+
 def _call_from_json(text: str) -> tuple[ToolCallMessage | None, str | None]:
     """A chat-format call from `{"name": ..., "arguments": {...}}` and nothing after it."""
     text = text.strip()
@@ -137,6 +178,8 @@ class ToolCallFormat:
 TOOL_CALL_FORMATS: tuple[ToolCallFormat, ...] = (
     ToolCallFormat("embedded", CALL + '{"name":', parse_assistant_output),
     ToolCallFormat("hermes", HERMES_OPEN, parse_hermes_output),
+    ToolCallFormat("harmony", " to=functions.", parse_harmony_output),
+    ToolCallFormat("llama3", '<|end_header_id|>\n\n{"name": ', parse_llama3_output),
 )
 
 PROBE_TOOL = "probe_lookup"
