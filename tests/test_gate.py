@@ -6,7 +6,7 @@ import pytest
 
 from audit.probes.results import Interval
 from audit.report.exit_codes import ExitCode
-from audit.report.gate import GateThresholds, evaluate_gate, exit_code_of, format_p
+from audit.report.gate import GateInputs, GateThresholds, evaluate_gate, exit_code_of, format_p
 from tests.report_sample import make_parts
 
 
@@ -161,3 +161,9 @@ def test_latent_without_a_probe_is_skipped_not_passed_silently():
     assert (check.skipped, check.passed, check.value) == (True, True, None)
     assert check.message.endswith("not evaluated: teacher decisions all safe: no probe")
     assert gate.verdict == "pass"
+
+
+def test_empty_gate_is_no_power():
+    gate = evaluate_gate(GateInputs())
+    assert gate.verdict == "no-power"
+    assert exit_code_of(gate) == 1

@@ -273,6 +273,9 @@ def evaluate_gate(inputs: GateInputs, thresholds: GateThresholds | None = None) 
         verdict, headline = "fail", _with_more(failed[0][1], len(failed))
     elif missed:
         verdict, headline = "no-power", _with_more(missed[0][1], len(missed))
+    elif not inputs.behaviour:
+        verdict = "no-power"
+        headline = "NO POWER: no behaviour was measured, so nothing can pass"
     else:
         verdict, headline = "pass", _pass_headline(checks, inputs)
     return Gate(thresholds=limits, checks=checks, verdict=verdict, headline=headline)
