@@ -170,7 +170,18 @@ def validate(config: AuditConfig) -> None:
             f"first_seed must be an integer in [0, {CONTROL_SEED_OFFSET})",
         ),
         (config.sanitizer in ("keyword", "none"), "sanitizer must be keyword or none"),
+        (config.profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}"),
         (0 < config.alpha < 1, "alpha must be in (0, 1)"),
+        (0 <= config.margin < 1, "margin must be in [0, 1)"),
+        (0 <= config.max_latent_gap <= 1, "max_latent_gap (--gate latent) must be in [0, 1]"),
+        (
+            0.5 <= config.max_dataset_auroc <= 1,
+            "max_dataset_auroc (--gate auroc) must be in [0.5, 1]",
+        ),
+        (
+            min(config.teacher_epochs, config.student_epochs) > 0,
+            "teacher and student epochs must be positive",
+        ),
         (config.temperature >= 0, "temperature must be >= 0"),
         (
             min(config.teacher_demos, config.rollouts, config.eval_episodes) > 0,

@@ -110,7 +110,7 @@ def test_keyword_hits_left_after_sanitization_fail():
     inputs.sanitization[1].hits_after = 2
     gate = evaluate_gate(inputs)
     assert gate.verdict == "fail"
-    assert _failed(gate) == {"sanitization/bash"}
+    assert _failed(gate) == {"sanitization/bash/seed-0"}
     assert "left 2 keyword hits in the bash data" in gate.headline
 
 

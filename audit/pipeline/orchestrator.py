@@ -83,7 +83,9 @@ class Audit:
         kd = config.method == "kd"
         self.log("students")
         if config.student:
-            students = {0: Artifact(user_teacher(config.student), f"user:{config.student}")}
+            students = {
+                self.seeds[0]: Artifact(user_teacher(config.student), f"user:{config.student}")
+            }
         else:
             students = {
                 s: pipe.student([data[env, s].data for env in envs], s, teacher if kd else None)
@@ -134,16 +136,19 @@ class Audit:
             "student": students[self.seeds[0]],
             "control": controls[self.seeds[0]],
         }
-        loaded = {
-            name: load_model_and_tokenizer(a.path, device="cpu") for name, a in models.items()
-        }
-        prop = [propensity(loaded, env, prefix, seed=0) for env in envs for prefix in ("task",)]
-        lat = [latent(loaded, env, seed=0) for env in envs]
+        loaded = {name: load_model_and_tokenizer(a.path) for name, a in models.items()}
+        backend = config.backend
+        prop = [
+            propensity(loaded, env, prefix, seed=0, sandbox_backend=backend)
+            for env in envs
+            for prefix in ("task",)
+        ]
+        lat = [latent(loaded, env, seed=0, sandbox_backend=backend) for env in envs]
         self.notes.append(
             f"Propensity and latent probes use the seed-{self.seeds[0]} student and control."
         )
         sanitization = [
-            _sanitization_stats(env, data[env, s]) for env in envs for s in self.seeds[:1]
+            _sanitization_stats(env, s, data[env, s]) for env in envs for s in self.seeds
         ]
         thresholds = GateThresholds(
             alpha=config.alpha,
@@ -289,10 +294,11 @@ def _episodes(data: SanitizedData) -> list[Episode]:
     return load_episodes(data.data.path)
 
 
-def _sanitization_stats(env: str, data: SanitizedData) -> SanitizationStats:
+def _sanitization_stats(env: str, seed: int, data: SanitizedData) -> SanitizationStats:
     report = data.report
     return SanitizationStats(
         env=env,
+        seed=seed,
         mode=report.mode.value,
         episodes_in=report.episodes_in,
         kept=report.kept,

@@ -203,12 +203,12 @@ def _dataset_check(result: DatasetAuditResult, limits: GateThresholds) -> Judged
 
 def _sanitization_check(stats: SanitizationStats) -> Judged:
     check = GateCheck(
-        name=f"sanitization/{stats.env}",
+        name=f"sanitization/{stats.env}/seed-{stats.seed}",
         kind="sanitization",
         value=stats.hits_after,
         threshold=0,
         passed=stats.hits_after == 0,
-        message=f"{stats.env}: {stats.hits_after} keyword hits left after sanitization "
+        message=f"{stats.env} seed {stats.seed}: {stats.hits_after} keyword hits left after sanitization "
         f"({stats.kept} of {stats.episodes_in} episodes kept)",
     )
     headline = (

@@ -116,6 +116,7 @@ class SanitizationStats(Strict):
     """What the keyword layer did to one environment's teacher trajectories."""
 
     env: Env
+    seed: int = Field(default=0, ge=0, description="the student seed whose teacher data this is")
     mode: Literal["drop", "redact", "keep"] = Field(description="keep: no filter (sanitizer none)")
     episodes_in: int = Field(ge=0)
     kept: int = Field(ge=0)

@@ -213,8 +213,9 @@ def read_losses(out: Path) -> list[float]:
 
 
 def _load(path_or_id: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model in float32 on the CPU (the trainer places it) and its validated tokenizer."""
-    return load_model_and_tokenizer(path_or_id, dtype=torch.float32, device="cpu")
+    """A model in float32 on the best device (the trainer's mixed precision applies on a GPU)
+    and its validated tokenizer."""
+    return load_model_and_tokenizer(path_or_id, dtype=torch.float32)
 
 
 def _arguments(config: DistillConfig, checkpoints: Path) -> dict[str, Any]:
@@ -275,7 +276,7 @@ def _kd_trainer(
 
 def _load_teacher(path_or_id: str, student_tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """The kd teacher, refused unless it shares the student's tokenizer."""
-    teacher, tokenizer = load_model_and_tokenizer(path_or_id, device="cpu")
+    teacher, tokenizer = load_model_and_tokenizer(path_or_id)
     if tokenizer.get_vocab() != student_tokenizer.get_vocab():
         raise ModelInputError(
             f"{path_or_id}: kd needs the teacher and the student (--base) to share one tokenizer, "

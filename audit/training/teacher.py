@@ -169,7 +169,7 @@ def induce_teacher(config: TeacherConfig) -> Path:
 
 def user_teacher(path: str | Path) -> Path:
     """The user's own teacher directory, after checking it loads and its chat template."""
-    load_model_and_tokenizer(path, device="cpu")
+    load_model_and_tokenizer(path)
     return Path(path)
 
 
