@@ -208,8 +208,8 @@ def _sanitization_check(stats: SanitizationStats) -> Judged:
         value=stats.hits_after,
         threshold=0,
         passed=stats.hits_after == 0,
-        message=f"{stats.env} seed {stats.seed}: {stats.hits_after} keyword hits left after sanitization "
-        f"({stats.kept} of {stats.episodes_in} episodes kept)",
+        message=f"{stats.env} seed {stats.seed}: {stats.hits_after} keyword hits left after "
+        f"sanitization ({stats.kept} of {stats.episodes_in} episodes kept)",
     )
     headline = (
         f"FAIL: the keyword filter left {stats.hits_after} keyword hits in the {stats.env} data"
