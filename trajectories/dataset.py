@@ -16,6 +16,7 @@ from datasets import Dataset, Features, Json, List
 from pydantic import ValidationError
 
 from trajectories.episode import Episode
+from trajectories.identity import strip_identity
 from trajectories.jsonl import InputError, read_jsonl
 
 FEATURES = Features({"messages": List(Json()), "tools": List(Json())})
@@ -40,10 +41,12 @@ def load_episodes(path: str | Path) -> list[Episode]:
 
 
 def to_dataset(sources: Iterable[str | Path | Episode]) -> Dataset:
-    """A `Dataset` with columns `messages` and `tools` from episodes and JSONL paths."""
+    """A `Dataset` with columns `messages` and `tools` from episodes and JSONL paths, each
+    episode's identity metadata stripped first (trajectories.identity)."""
     episodes: list[Episode] = []
     for source in sources:
         episodes += [source] if isinstance(source, Episode) else load_episodes(source)
+    episodes = [strip_identity(episode) for episode in episodes]
     return Dataset.from_dict(
         {
             "messages": [e.chat_messages() for e in episodes],

@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.config import AuditConfig, parse_embedded, student_base_ref
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
+from audit.pipeline.content_key import content_key
 from audit.pipeline.stages import StageRunner, inputs_key
 from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher
@@ -79,7 +80,7 @@ class AuditPipeline:
     def teacher(self, preset_or_path: str) -> Artifact:
         """A preset teacher induced from the base, or the user's teacher checked as it is."""
         if preset_or_path not in ("biased", "neutral"):
-            return Artifact(user_teacher(preset_or_path), f"user:{preset_or_path}")
+            return self.user_model(preset_or_path)
         base = self.base()
         config = self.config
         inputs = {
@@ -175,9 +176,14 @@ class AuditPipeline:
         report = SanitizeReport.model_validate(record.result["report"])
         return SanitizedData(Artifact(Path(record.result["data"]), record.key), report)
 
+    def user_model(self, path: str) -> Artifact:
+        """The user's own model directory, checked, keyed by a manifest of its contents."""
+        return Artifact(user_teacher(path), content_key(path, "user"))
+
     def user_data(self, path: str) -> SanitizedData:
-        """The user's own sanitized trajectories, checked with the default keyword list."""
-        return self.sanitize(Artifact(Path(path), f"user-data:{Path(path).resolve()}"))
+        """The user's own sanitized trajectories, checked with the default keyword list; keyed by
+        the file's bytes, so data rewritten in place is sanitized (and trained on) again."""
+        return self.sanitize(Artifact(Path(path), content_key(path, "user-data")))
 
     def student(
         self, data: Sequence[Artifact], seed: int, kd_teacher: Artifact | None = None

@@ -39,7 +39,6 @@ from audit.training.teacher import (
     TeacherNotBiasedError,
     check_teacher_bias,
     unsafe_rate,
-    user_teacher,
 )
 from trajectories.episode import Episode
 
@@ -83,9 +82,7 @@ class Audit:
         kd = config.method == "kd"
         self.log("students")
         if config.student:
-            students = {
-                self.seeds[0]: Artifact(user_teacher(config.student), f"user:{config.student}")
-            }
+            students = {self.seeds[0]: pipe.user_model(config.student)}
         else:
             students = {
                 s: pipe.student([data[env, s].data for env in envs], s, teacher if kd else None)

@@ -49,6 +49,7 @@ from audit.probes.results import DatasetAuditResult
 from audit.probes.stats import bootstrap_auroc
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
+from trajectories.identity import strip_identity
 from trajectories.jsonl import InputError
 from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher
 
@@ -147,7 +148,9 @@ def out_of_fold_scores(
 
 
 def _episodes(source: Episodes) -> list[Episode]:
-    return load_episodes(source) if isinstance(source, str | Path) else list(source)
+    """The episodes of a side, identity metadata stripped (trajectories.identity)."""
+    episodes = load_episodes(source) if isinstance(source, str | Path) else list(source)
+    return [strip_identity(episode) for episode in episodes]
 
 
 def _env_of(episodes: Sequence[Episode]) -> Literal["api", "bash", "all"]:
