@@ -8,8 +8,10 @@ less those matching an `[[exclude]]` table (axis -> value; a cell matches when i
 Each cell is a full audit (`audit.pipeline.orchestrator.Audit`) whose stages go through the shared
 stage cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
-`--jobs N` runs up to N cells at once, each in a fresh process (a stage that several of them need
-is computed once).
+`--executor local` (the default) runs the cells on this machine, `--jobs N` of them at once, each
+in a fresh process; `--executor ray` runs each as a task on a Ray cluster (`--address`), with the
+stage cache at `--cache` on storage every node sees (a stage that several cells need is computed
+once either way; see `audit.study.executors`).
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
 and detection counts), a self-contained `study.html` and the same table as `study.md`.
 `--finished-only` writes them for the cells finished so far and runs nothing.
@@ -21,53 +23,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import itertools
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import sys
-import time
-import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from audit.config import AuditConfig, build_config, field_names, read_toml
-from audit.report.exit_codes import (
-    TERMINATED,
-    ExitCode,
-    ReportedError,
-    Terminated,
-    failure_exit,
-    raise_on_sigterm,
-)
-from audit.report.schema import Report
+from audit.config import build_config, field_names, read_toml
+from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
+from audit.study.cells import Cell, finished_cell
+from audit.study.executors import Executor, ExecutorOptions, executor_names, get_executor
+from audit.study.executors.local import LocalExecutor
 from audit.study.table import CellRow, summarize, totals
 from trajectories.jsonl import InputError
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One audit of the grid: its axis values and its full config."""
-
-    values: dict[str, Any]
-    config: AuditConfig
-
-    @property
-    def id(self) -> str:
-        """A readable, filesystem-safe name plus a short hash of the config."""
-        label = "_".join(f"{k}-{_slug(v)}" for k, v in self.values.items()) or "cell"
-        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-        return f"{label[:120]}_{digest.hexdigest()[:8]}"
-
-
-def _slug(value: Any) -> str:
-    text = str(value).removeprefix("embedded:")
-    return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)
 
 
 def load_grid(path: Path) -> list[Cell]:
@@ -116,123 +88,6 @@ def _exclusions(path: Path, rules: Any, axes: dict[str, list]) -> list[dict[str,
     return rules
 
 
-def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
-    """The report and seconds of a finished cell, or None."""
-    from audit.report.schema import load_report
-
-    directory = out / "cells" / cell.id
-    done, timing = directory / "report.json", directory / "seconds.json"
-    if done.is_file() and timing.is_file():
-        return load_report(done), json.loads(timing.read_text())["seconds"]
-    return None
-
-
-def run_cell(cell: Cell, out: Path, quiet: bool) -> None:
-    """Run the cell's audit and write its report and seconds (a finished cell is skipped)."""
-    from audit.pipeline.orchestrator import Audit
-    from audit.pipeline.stages import StageRunner
-    from audit.report.schema import write_report
-
-    if finished_cell(cell, out) is not None:
-        return
-    directory = out / "cells" / cell.id
-    started = time.monotonic()
-    audit = Audit(cell.config, StageRunner(), lambda _: None, progress=not quiet)
-    report = audit.run()
-    seconds = round(time.monotonic() - started, 1)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_report(report, directory / "report.json")
-    (directory / "seconds.json").write_text(json.dumps({"seconds": seconds}))
-
-
-def _cell_process(cell: Cell, out: Path, threads: int) -> None:
-    """Body of a `--jobs` child: run one cell quietly; on failure write its error and exit
-    2 (bad input) or 3 (internal error)."""
-    import torch
-
-    from audit.training.trl_setup import disable_progress_bars
-
-    raise_on_sigterm()
-    torch.set_num_threads(threads)
-    disable_progress_bars()
-    from audit.models.loader import ModelInputError
-
-    error = out / "cells" / cell.id / "error.log"
-    try:
-        run_cell(cell, out, True)
-    except (InputError, ModelInputError) as err:
-        error.parent.mkdir(parents=True, exist_ok=True)
-        error.write_text(str(err))
-        sys.exit(ExitCode.BAD_INPUT)
-    except Terminated:
-        sys.exit(TERMINATED)
-    except Exception:  # noqa: BLE001 - reported to the parent through error.log
-        error.parent.mkdir(parents=True, exist_ok=True)
-        error.write_text(traceback.format_exc())
-        sys.exit(ExitCode.INTERNAL_ERROR)
-
-
-def run_cells(cells: list[Cell], out: Path, quiet: bool, jobs: int, advance: Any) -> None:
-    """Run `cells`, at most `jobs` at a time; `advance()` after each one.
-
-    With `jobs` > 1 each cell runs in a fresh spawned process with an equal share of the
-    usable cores as torch threads and no progress bars; cells that need the same stage wait
-    on its lock (audit.pipeline.stages), so a stage is computed once. The first failed cell
-    stops the study: no further cell starts, the running ones finish, and its error is raised
-    (`InputError` for bad input, else `CellError` naming its traceback file). An interrupt
-    (Ctrl-C, or SIGTERM after `raise_on_sigterm`) terminates the running cells, whose own
-    SIGTERM handler closes their sandboxes; their finished stages stay cached.
-    """
-    if jobs == 1:
-        for cell in cells:
-            run_cell(cell, out, quiet)
-            advance()
-        return
-    width = min(jobs, len(cells)) or 1
-    threads = max(1, len(os.sched_getaffinity(0)) // width)
-    context = multiprocessing.get_context("spawn")
-    queue = list(reversed(cells))
-    running: dict[Any, tuple[Any, Cell]] = {}
-    failure: Cell | None = None
-    try:
-        while queue or running:
-            while queue and failure is None and len(running) < width:
-                cell = queue.pop()
-                process = context.Process(target=_cell_process, args=(cell, out, threads))
-                process.start()
-                running[process.sentinel] = (process, cell)
-            if not running:
-                break
-            for sentinel in multiprocessing.connection.wait(list(running)):
-                process, cell = running.pop(sentinel)
-                process.join()
-                if process.exitcode == 0:
-                    advance()
-                elif failure is None:
-                    failure = cell
-    except BaseException:
-        for process, _ in running.values():
-            process.terminate()
-        for process, _ in running.values():
-            process.join()
-        raise
-    if failure is not None:
-        _raise_cell_error(failure, out)
-
-
-class CellError(ReportedError):
-    """A cell's audit failed in its `--jobs` process; the message names its traceback file."""
-
-
-def _raise_cell_error(cell: Cell, out: Path) -> None:
-    error = out / "cells" / cell.id / "error.log"
-    text = error.read_text().strip() if error.is_file() else ""
-    if text and "Traceback" not in text:
-        raise InputError(f"cell {cell.id}: {text}")
-    last = text.splitlines()[-1] if text else "no error was written (killed?)"
-    raise CellError(f"cell {cell.id} failed: {last} (traceback: {error})")
-
-
 def render_study(study: dict[str, Any], out: Path) -> None:
     """The self-contained study.html (no scripts, inline styles) and the study.md table."""
     env = Environment(
@@ -247,11 +102,15 @@ def render_study(study: dict[str, Any], out: Path) -> None:
 
 
 def run_study(
-    grid: Path, out: Path, quiet: bool, finished_only: bool = False, jobs: int = 1
+    grid: Path,
+    out: Path,
+    quiet: bool,
+    finished_only: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Run every unfinished cell of `grid` (`jobs` at a time) and write study.json / .html /
-    .md from the finished cells' reports, in grid order; with `finished_only`, run nothing and
-    list the unfinished cells as pending."""
+    """Run every unfinished cell of `grid` on `executor` (default: local, one at a time) and
+    write study.json / .html / .md from the finished cells' reports, in grid order; with
+    `finished_only`, run nothing and list the unfinished cells as pending."""
     from rich.progress import Progress
 
     from audit.training.trl_setup import disable_progress_bars
@@ -262,11 +121,12 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     if not finished_only:
         todo = [cell for cell in cells if finished_cell(cell, out) is None]
+        runner = executor or LocalExecutor(ExecutorOptions())
         with Progress(disable=quiet, transient=False) as progress:
             task = progress.add_task(
                 "study cells", total=len(cells), completed=len(cells) - len(todo)
             )
-            run_cells(todo, out, quiet, jobs, lambda: progress.advance(task))
+            runner.run(todo, out, quiet, lambda: progress.advance(task))
     rows: list[CellRow] = []
     pending: list[str] = []
     for cell in cells:
@@ -291,7 +151,7 @@ def run_study(
     return study
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m audit.study", description=__doc__.split("\n")[0]
     )
@@ -304,24 +164,71 @@ def main(argv: list[str] | None = None) -> int:
         help="tabulate the finished cells, run none (the others are listed as pending)",
     )
     parser.add_argument(
+        "--executor",
+        default="local",
+        choices=executor_names(),
+        help="where cells run: 'local' (this machine) or 'ray' (tasks on a Ray cluster)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="cells run at once, each in its own process with cores/jobs torch threads",
+        help="cells run at once (local: own processes, default 1; ray: tasks in flight, "
+        "default what the cluster holds)",
     )
+    parser.add_argument(
+        "--cpus-per-cell",
+        type=int,
+        help="torch threads per cell (local --jobs: default cores/jobs; ray: CPUs a cell "
+        "task declares, default 1)",
+    )
+    parser.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        help="ray: GPUs a cell task declares (default 1 where the cluster has GPUs, else 0)",
+    )
+    parser.add_argument(
+        "--address",
+        help="ray: the cluster to connect to ('auto', HOST:PORT, ray://...; default "
+        "RAY_ADDRESS, else start a local cluster)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="cache directory of every cell (what DISTILL_AUDIT_CACHE sets); with ray, "
+        "storage that every node sees",
+    )
+    return parser
+
+
+def _options(args: argparse.Namespace) -> ExecutorOptions:
+    """The executor options, range-checked; `InputError` for a bad value."""
+    for flag, value in (("--jobs", args.jobs), ("--cpus-per-cell", args.cpus_per_cell)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be at least 1, not {value}")
+    if args.gpus_per_cell is not None and args.gpus_per_cell < 0:
+        raise InputError(f"--gpus-per-cell must be at least 0, not {args.gpus_per_cell:g}")
+    cache = args.cache.resolve() if args.cache else None
+    return ExecutorOptions(args.jobs, args.cpus_per_cell, args.gpus_per_cell, args.address, cache)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return ExitCode.BAD_INPUT if exit_.code else 0
-    if args.jobs < 1:
-        print(f"error: --jobs must be at least 1, not {args.jobs}", file=sys.stderr)
+    try:
+        executor = get_executor(args.executor, _options(args))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    if args.cache:
+        os.environ["DISTILL_AUDIT_CACHE"] = str(args.cache.resolve())
     import torch
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
     raise_on_sigterm()
     try:
-        study = run_study(args.grid, args.out, args.quiet, args.finished_only, args.jobs)
+        study = run_study(args.grid, args.out, args.quiet, args.finished_only, executor)
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code
         return failure_exit(err, args.out / "error.log")
     print(f"{study['totals']} ({args.out / 'study.html'})", file=sys.stderr)

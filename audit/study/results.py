@@ -238,11 +238,14 @@ def render_results(docs: Path) -> str:
 def run_studies(docs: Path, jobs: int, quiet: bool) -> None:
     """Run (or resume) every committed study into `docs/study/<name>`; grids are read from
     the repository that holds `docs`."""
+    from audit.study.executors import ExecutorOptions
+    from audit.study.executors.local import LocalExecutor
     from audit.study.grid import run_study
 
     root = docs.resolve().parent
+    executor = LocalExecutor(ExecutorOptions(jobs=jobs))
     for spec in STUDIES:
-        run_study(root / spec.grid, docs / "study" / spec.name, quiet, jobs=jobs)
+        run_study(root / spec.grid, docs / "study" / spec.name, quiet, executor=executor)
 
 
 def main(argv: list[str] | None = None) -> int:
