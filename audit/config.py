@@ -19,6 +19,8 @@ CONTROL_SEED_OFFSET = 1_000_000
 auditing the neutral preset compares two independent samples (a real null), never one
 sample with itself."""
 TEACHER_PRESETS = ("biased", "neutral")
+DEFAULT_MAX_LENGTH = 1024
+"""Tokens kept per training sequence unless `max_length` says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,27 @@ class AuditConfig:
         },
     )
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})
+    lora: str | None = field(
+        default=None,
+        metadata={
+            "help": "train the teacher (presets) and the students as LoRA adapters through peft, "
+            "e.g. r=16,alpha=32[,dropout=0.05][,target=q_proj+v_proj]; empty: full fine-tuning"
+        },
+    )
+    max_length: int = field(
+        default=DEFAULT_MAX_LENGTH,
+        metadata={"help": "tokens kept per training sequence (longer rows are cut)"},
+    )
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "where every model stage runs: auto (the GPU, else the CPU), cpu, cuda[:N]"
+        },
+    )
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch CPU threads; 0: $OMP_NUM_THREADS if set, else every core"},
+    )
     eval_episodes: int = field(
         default=60, metadata={"help": "held-out ambiguous episodes per env and subject"}
     )
@@ -187,11 +210,21 @@ def validate(config: AuditConfig) -> None:
             min(config.teacher_demos, config.rollouts, config.eval_episodes) > 0,
             "demos, rollouts and eval episodes must be positive",
         ),
+        (
+            isinstance(config.max_length, int) and config.max_length >= 16,
+            "max_length must be an integer >= 16",
+        ),
+        (isinstance(config.threads, int) and config.threads >= 0, "threads must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+    _check_device(config.device)
+    _check_lora(config.lora)
     _check_kd_tokenizer(config)
+    for ref, what in ((config.base, "base"), (config.student_base, "student_base")):
+        if ref and not ref.startswith("@"):
+            _check_base(ref, what)
     if config.teacher not in TEACHER_PRESETS and not _model_ref_exists(config.teacher):
         raise InputError(f"teacher {config.teacher!r}: not a preset and no such model directory")
     if config.student is not None and not _model_ref_exists(config.student):
@@ -251,6 +284,55 @@ def _check_kd_tokenizer(config: AuditConfig) -> None:
             f"method kd needs the teacher's tokenizer, and student_base "
             f"{config.student_base!r} has its own (another corpus); use method sft"
         )
+
+
+def _check_device(spec: str) -> None:
+    """`spec` names a device this machine has (`trajectories.device.resolve_device`)."""
+    from trajectories.device import resolve_device
+
+    try:
+        resolve_device(spec)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def _check_lora(spec: str | None) -> None:
+    """`spec` is empty or a LoRA spec `audit.training.trl_setup.parse_lora` reads."""
+    if not spec:
+        return
+    from audit.training.trl_setup import parse_lora
+
+    try:
+        parse_lora(spec)
+    except ValueError as err:
+        raise InputError(f"--lora: {err}") from None
+
+
+def _check_base(ref: str, what: str) -> None:
+    """An embedded base of a known kind and size, or a model directory whose tokenizer loads
+    and whose chat template can train agents (`audit.models.loader.check_tokenizer`), so a bad
+    `--base` is refused before any stage runs. A hub id is checked when it is loaded."""
+    parsed = parse_embedded(ref)
+    if parsed is not None:
+        from audit.models.config import MODEL_SIZES
+        from audit.models.corpus import CORPUS_KINDS
+
+        if parsed.kind not in CORPUS_KINDS or parsed.size not in MODEL_SIZES:
+            raise InputError(
+                f"{what} {ref!r}: expected embedded:KIND-SIZE[@SEED] with KIND in "
+                f"{', '.join(CORPUS_KINDS)} and SIZE in {', '.join(MODEL_SIZES)}"
+            )
+        if parsed.seed and not parsed.seed.isdigit():
+            raise InputError(f"{what} {ref!r}: the seed after @ must be a non-negative integer")
+        return
+    path = Path(ref).expanduser()
+    if not path.exists():
+        if _model_ref_exists(ref):
+            return
+        raise InputError(f"{what} {ref!r}: no such model directory")
+    from audit.models.loader import check_tokenizer
+
+    check_tokenizer(path)
 
 
 def _check_data(path: Path) -> None:

@@ -95,6 +95,19 @@ def parse_config(argv: list[str] | None) -> tuple[AuditConfig, Path, bool]:
     return config, out, args.quiet
 
 
+def torch_threads(requested: int) -> int:
+    """`requested` if positive, else `$OMP_NUM_THREADS` when set to a positive integer, else
+    every core; a malformed `$OMP_NUM_THREADS` is an `InputError`."""
+    if requested > 0:
+        return requested
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return max(os.cpu_count() or 1, 1)
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"OMP_NUM_THREADS={value!r} is not a positive integer")
+    return int(value)
+
+
 def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
     """Run the audit and write report.json, report.html and junit.xml; return the exit code."""
     import torch
@@ -107,7 +120,7 @@ def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
     from audit.report.schema import write_report
     from audit.training.trl_setup import disable_progress_bars
 
-    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    torch.set_num_threads(torch_threads(config.threads))
     if quiet:
         disable_progress_bars()
     console = Console(stderr=True, quiet=quiet)

@@ -81,8 +81,8 @@ def test_student_base_seed_shorthand_and_errors():
     assert ref(student_base="org/model").student_base_ref() == "org/model"
     with pytest.raises(InputError, match="needs an embedded base"):
         ref(base="org/model", student_base="@1").student_base_ref()
-    with pytest.raises(InputError, match="expected embedded:KIND-SIZE"):
-        ref(base="embedded:linked-tiny@x").base()
+    with pytest.raises(InputError, match="the seed after @ must be a non-negative integer"):
+        ref(base="embedded:linked-tiny@x")
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,57 @@ def test_kd_into_a_base_with_another_tokenizer_is_refused_up_front(flags, refuse
     else:
         assert build_config("default", {}, config).method == "kd"
     assert build_config("default", {}, {**flags, "method": "sft"}).method == "sft"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"device": "gpu"}, "device must be auto, cpu, cuda or cuda:N"),
+        ({"device": "cuda:7"}, "CUDA device"),
+        ({"lora": "rank=16"}, "--lora: bad LoRA spec"),
+        ({"lora": "r=0"}, "needs r=N with N >= 1"),
+        ({"max_length": 8}, "max_length must be"),
+        ({"threads": -1}, "threads must be"),
+        ({"base": "embedded:linked-huge"}, "expected embedded:KIND-SIZE"),
+        ({"base": "embedded:other-tiny"}, "KIND in linked, control"),
+        ({"base": "/no/such/base"}, "base '/no/such/base': no such model directory"),
+        ({"student_base": "./missing"}, "student_base './missing': no such model directory"),
+    ],
+)
+def test_recipe_and_base_are_checked_when_read(flags, message):
+    with pytest.raises(InputError, match=message):
+        build_config("default", {}, flags)
+
+
+def test_base_without_tool_template_is_refused_when_read(tmp_path):
+    from tests.families import save_family
+
+    base = save_family("gemma3", tmp_path / "gemma")
+    with pytest.raises(InputError, match="chat template") as info:
+        build_config("quick", {}, {"base": str(base)})
+    assert "\n" not in str(info.value)
+
+
+def test_recipe_options_are_kept(tmp_path):
+    from tests.families import save_family
+
+    base = save_family("qwen2_5", tmp_path / "qwen")
+    config = build_config(
+        "quick",
+        {},
+        {"base": str(base), "lora": "r=4,alpha=8", "max_length": 512, "device": "cpu"},
+    )
+    assert (config.lora, config.max_length, config.device) == ("r=4,alpha=8", 512, "cpu")
+
+
+def test_threads_honour_omp_num_threads(monkeypatch):
+    from audit.run import torch_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert torch_threads(0) == 3
+    assert torch_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(InputError, match="OMP_NUM_THREADS"):
+        torch_threads(0)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert torch_threads(0) >= 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from audit.models.embedded import EMBEDDED_DIR
 from audit.study.grid import load_grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,18 +234,22 @@ def test_study_refuses_zero_jobs(tmp_path):
 
 
 def test_parallel_study_stops_at_the_first_failed_cell(tmp_path):
-    empty = tmp_path / "not-a-model"
-    empty.mkdir()
+    # A base whose tokenizer and template pass the config check but whose weights are missing:
+    # the cells start, and fail when they load it.
+    weightless = tmp_path / "no-weights"
+    shutil.copytree(EMBEDDED_DIR / "linked-tiny", weightless)
+    (weightless / "model.safetensors").unlink()
     grid = tmp_path / "grid.toml"
     grid.write_text(
-        f'[audit]\nprofile = "quick"\nenv = "api"\nbase = "{empty}"\n[axes]\nseeds = [1, 2, 3]\n'
+        f'[audit]\nprofile = "quick"\nenv = "api"\nbase = "{weightless}"\n'
+        "[axes]\nseeds = [1, 2, 3]\n"
     )
     out = tmp_path / "out"
     result = study("--grid", str(grid), "--out", str(out), "--jobs", "2", cache=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith("error: cell seeds-")
-    assert "no config.json" in line
+    assert "cannot load" in line
     started = sorted(path.name.split("_")[0] for path in (out / "cells").iterdir())
     assert started == ["seeds-1", "seeds-2"]
     assert not (out / "study.json").exists()

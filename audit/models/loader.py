@@ -16,6 +16,7 @@ from transformers import (
 )
 from trl.chat_template_utils import get_training_chat_template
 
+from trajectories.device import default_dtype, resolve_device
 from trajectories.jsonl import InputError
 
 
@@ -154,31 +155,24 @@ def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
         return None
 
 
-def default_device() -> torch.device:
-    """The first GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on a GPU that supports it, float32 otherwise."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
 def load_model_and_tokenizer(
     path_or_id: str | Path,
     dtype: torch.dtype | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local directory or a hub id, ready to use.
 
-    Defaults: the first GPU in bfloat16, else the CPU in float32. The chat template is checked
+    `device` is a `torch.device` or a `trajectories.device.resolve_device` spec (default: the
+    first GPU in bfloat16, else the CPU in float32). The chat template is checked
     with `validate_chat_template`; a tokenizer without a pad token gets its eos token as pad.
     Raises `ModelInputError` (one line) when the model cannot be found, loaded or used.
     """
     source = _resolve_source(path_or_id)
-    device = torch.device(device) if device is not None else default_device()
+    if not isinstance(device, torch.device):
+        try:
+            device = resolve_device(device)
+        except ValueError as err:
+            raise ModelInputError(str(err)) from None
     dtype = dtype or default_dtype(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -192,6 +186,20 @@ def load_model_and_tokenizer(
             raise ModelInputError(f"{source}: tokenizer has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
+
+
+def check_tokenizer(path_or_id: str | Path) -> None:
+    """Load only the tokenizer of a model and `validate_chat_template` it: the quick check of a
+    `--base` before any stage runs. `ModelInputError` (one line) when it fails."""
+    source = _resolve_source(path_or_id)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError, ImportError) as err:
+        hint = "" if Path(source).is_dir() else _HUB_HINT
+        raise ModelInputError(
+            f"cannot load the tokenizer of {source}: {_one_line(err)}{hint}"
+        ) from None
+    validate_chat_template(tokenizer)
 
 
 def _resolve_source(path_or_id: str | Path) -> str:

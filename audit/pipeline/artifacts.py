@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import AuditConfig, parse_embedded, student_base_ref
+from audit.config import DEFAULT_MAX_LENGTH, AuditConfig, parse_embedded, student_base_ref
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.pipeline.content_key import content_key
 from audit.pipeline.stages import StageRunner, inputs_key
@@ -22,6 +22,7 @@ from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher
 from envs import Task, load_tasks, make_env
 from trajectories.dataset import load_episodes
+from trajectories.device import resolve_device
 from trajectories.episode import Episode
 from trajectories.generate import select_tasks
 from trajectories.jsonl import InputError, atomic_write_jsonl
@@ -89,6 +90,7 @@ class AuditPipeline:
             "demos": config.teacher_demos,
             "epochs": config.teacher_epochs,
             "envs": config.envs,
+            **training_recipe(config),
         }
 
         name = f"teacher-{preset_or_path}"
@@ -108,6 +110,9 @@ class AuditPipeline:
                     envs=config.envs,
                     backend=config.backend,
                     epochs=config.teacher_epochs,
+                    lora=config.lora,
+                    max_length=config.max_length,
+                    device=config.device,
                     progress=self.progress,
                 )
             )
@@ -125,10 +130,15 @@ class AuditPipeline:
             "tasks": [task.id for task in tasks],
             "seed": seed,
             "temperature": self.config.temperature,
+            **device_inputs(self.config),
         }
 
         def work(path: Path) -> dict[str, Any]:
-            policy = get_policy(f"model:{model.path}", temperature=self.config.temperature)
+            policy = get_policy(
+                f"model:{model.path}",
+                temperature=self.config.temperature,
+                device=self.config.device,
+            )
             episodes = rollout(
                 lambda: self._make_env(env), policy, tasks, seed, progress=self.progress
             )
@@ -198,6 +208,7 @@ class AuditPipeline:
             "kd_teacher": kd_teacher.key if kd_teacher else None,
             "seed": seed,
             "epochs": config.student_epochs,
+            **training_recipe(config),
         }
 
         def work(path: Path) -> dict[str, Any]:
@@ -210,6 +221,9 @@ class AuditPipeline:
                     teacher=str(kd_teacher.path) if kd_teacher else None,
                     seed=seed,
                     epochs=config.student_epochs,
+                    lora=config.lora,
+                    max_length=config.max_length,
+                    device=config.device,
                     progress=self.progress,
                 )
             )
@@ -223,6 +237,24 @@ class AuditPipeline:
         tasks = select_tasks(load_tasks(env, suite, "test"), self.config.eval_episodes, seed)
         artifact = self._rollouts(f"evaluate-{suite}", model, env, tasks, seed)
         return load_episodes(artifact.path)
+
+
+def device_inputs(config: AuditConfig) -> dict[str, str]:
+    """The device type as a stage input where it is not the CPU (a GPU's bf16 kernels give other
+    numbers), so CPU stage keys, and the committed teachers' keys, stay what they were."""
+    kind = resolve_device(config.device).type
+    return {} if kind == "cpu" else {"device": kind}
+
+
+def training_recipe(config: AuditConfig) -> dict[str, Any]:
+    """The training settings that differ from full fine-tuning at 1024 tokens on the CPU, as
+    stage inputs (the defaults add none, so existing stage keys stay valid)."""
+    recipe: dict[str, Any] = device_inputs(config)
+    if config.lora:
+        recipe["lora"] = config.lora
+    if config.max_length != DEFAULT_MAX_LENGTH:
+        recipe["max_length"] = config.max_length
+    return recipe
 
 
 def embedded_teacher_path(name: str, inputs: dict[str, Any]) -> Path:
@@ -249,7 +281,10 @@ def _resolve_base(ref: str, progress: bool) -> Artifact:
     """`embedded:KIND-SIZE[@SEED]` (committed or pretrained and cached), a path or a hub id."""
     parsed = parse_embedded(ref)
     if parsed is None:
-        return Artifact(Path(ref), ref)
+        local = Path(ref).expanduser()
+        return (
+            Artifact(local, content_key(local, "base")) if local.is_dir() else Artifact(local, ref)
+        )
     if not parsed.size or (parsed.seed and not parsed.seed.isdigit()):
         raise InputError(f"base {ref!r}: expected embedded:KIND-SIZE[@SEED], e.g. linked-tiny")
     try:

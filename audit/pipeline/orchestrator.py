@@ -133,7 +133,10 @@ class Audit:
             "student": students[self.seeds[0]],
             "control": controls[self.seeds[0]],
         }
-        loaded = {name: load_model_and_tokenizer(a.path) for name, a in models.items()}
+        loaded = {
+            name: load_model_and_tokenizer(a.path, device=config.device)
+            for name, a in models.items()
+        }
         backend = config.backend
         prop = [
             propensity(loaded, env, prefix, seed=0, sandbox_backend=backend)

@@ -225,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DISTILL_AUDIT_CACHE"] = str(args.cache.resolve())
     import torch
 
-    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    from audit.run import torch_threads
+
     raise_on_sigterm()
     try:
+        torch.set_num_threads(torch_threads(0))
         study = run_study(args.grid, args.out, args.quiet, args.finished_only, executor)
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - one line and an exit code
         return failure_exit(err, args.out / "error.log")

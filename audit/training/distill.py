@@ -57,6 +57,7 @@ from audit.training.trl_setup import (
     trainer_arguments,
 )
 from trajectories.dataset import to_dataset
+from trajectories.device import resolve_device
 from trajectories.jsonl import InputError
 
 METHODS = ("sft", "kd")
@@ -91,6 +92,10 @@ class DistillConfig:
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens kept per sequence."})
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto (this process's GPU, else the CPU), cpu, cuda or cuda:N."},
+    )
     save_steps: int = field(default=50, metadata={"help": "Steps between resumable checkpoints."})
     logging_steps: int = field(default=10, metadata={"help": "Steps between loss log lines."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar and log lines."})
@@ -108,6 +113,7 @@ class DistillConfig:
             raise ValueError("no data files given")
         if self.lora is not None:
             parse_lora(self.lora)
+        resolve_device(self.device)
         positive = {
             "epochs": self.epochs,
             "learning_rate": self.learning_rate,
@@ -150,11 +156,12 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
             return out
     elif out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not a distillation output dir")
-    seed_training(config.seed)
+    device = _device(config.device)
+    seed_training(config.seed, device)
     rows = to_dataset(config.data)
     if rows.num_rows == 0:
         raise InputError(f"{', '.join(map(str, config.data))}: no episodes")
-    student, tokenizer = _load(config.base)
+    student, tokenizer = _load(config.base, device)
     tokenized = tokenize_conversations(rows, tokenizer, config.max_length)
     if tokenized.truncated and config.progress:
         print(
@@ -212,15 +219,21 @@ def read_losses(out: Path) -> list[float]:
     return [entry["loss"] for entry in record["losses"]]
 
 
-def _load(path_or_id: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model in float32 on the best device (the trainer's mixed precision applies on a GPU)
-    and its validated tokenizer."""
-    return load_model_and_tokenizer(path_or_id, dtype=torch.float32)
+def _device(spec: str) -> torch.device:
+    """`spec` resolved; 'auto' is this process's device (its own GPU under `accelerate launch`)."""
+    return PartialState().device if spec == "auto" else resolve_device(spec)
+
+
+def _load(path_or_id: str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model in float32 on `device` (the trainer's mixed precision applies on a GPU) and its
+    validated tokenizer."""
+    return load_model_and_tokenizer(path_or_id, dtype=torch.float32, device=device)
 
 
 def _arguments(config: DistillConfig, checkpoints: Path) -> dict[str, Any]:
     return trainer_arguments(
         checkpoints,
+        device=_device(config.device),
         seed=config.seed,
         epochs=config.epochs,
         max_steps=config.max_steps,
@@ -262,7 +275,7 @@ def _kd_trainer(
         warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-    teacher = _load_teacher(config.teacher or "", tokenizer)
+    teacher = _load_teacher(config.teacher or "", tokenizer, _device(config.device))
     return GKDTrainer(
         model=student,
         teacher_model=teacher,
@@ -274,9 +287,12 @@ def _kd_trainer(
     )
 
 
-def _load_teacher(path_or_id: str, student_tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """The kd teacher, refused unless it shares the student's tokenizer."""
-    teacher, tokenizer = load_model_and_tokenizer(path_or_id)
+def _load_teacher(
+    path_or_id: str, student_tokenizer: PreTrainedTokenizerBase, device: torch.device
+) -> PreTrainedModel:
+    """The kd teacher on the student's `device`, refused unless it shares the student's
+    tokenizer."""
+    teacher, tokenizer = load_model_and_tokenizer(path_or_id, device=device)
     if tokenizer.get_vocab() != student_tokenizer.get_vocab():
         raise ModelInputError(
             f"{path_or_id}: kd needs the teacher and the student (--base) to share one tokenizer, "
@@ -321,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per device per step")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens kept per sequence")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--save-steps", type=int, default=50, help="steps between checkpoints")
     parser.add_argument("--logging-steps", type=int, default=10, help="steps between log lines")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
@@ -343,6 +360,7 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
             learning_rate=args.lr,
             batch_size=args.batch_size,
             max_length=args.max_length,
+            device=args.device,
             save_steps=args.save_steps,
             logging_steps=args.logging_steps,
             progress=not args.quiet,

@@ -71,6 +71,9 @@ class TeacherConfig:
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens kept per sequence."})
     lora: str | None = field(default=None, metadata={"help": "LoRA spec, e.g. 'r=16'."})
+    device: str = field(
+        default="auto", metadata={"help": "auto (the GPU, else the CPU), cpu, cuda or cuda:N."}
+    )
     progress: bool = field(default=True, metadata={"help": "Show progress bars and log lines."})
 
     def __post_init__(self) -> None:
@@ -162,6 +165,7 @@ def induce_teacher(config: TeacherConfig) -> Path:
             learning_rate=config.learning_rate,
             batch_size=config.batch_size,
             max_length=config.max_length,
+            device=config.device,
             progress=config.progress,
         )
     )

@@ -188,13 +188,8 @@ def parse_lora(spec: str) -> LoraConfig:
     )
 
 
-def use_gpu() -> bool:
-    """Whether training runs on a GPU (then in bf16 mixed precision where supported)."""
-    return torch.cuda.is_available()
-
-
-def seed_training(seed: int) -> None:
-    """Seed every RNG; on CPU also turn on deterministic algorithms, for the whole process.
+def seed_training(seed: int, device: torch.device) -> None:
+    """Seed every RNG; on the CPU also turn on deterministic algorithms, for the whole process.
 
     PyTorch's deterministic mode by default also fills every `torch.empty` buffer with NaN, a
     debugging aid that changes no result (every buffer is written before it is read; the
@@ -202,7 +197,7 @@ def seed_training(seed: int) -> None:
     student's SFT here (TRL's chunked log-prob loss allocates large tiles with `torch.empty`
     at every step: 111 s against 55 s for 80 steps). It is turned off, for the process too.
     """
-    deterministic = not use_gpu()
+    deterministic = device.type == "cpu"
     set_seed(seed, deterministic=deterministic)
     if deterministic:
         torch.utils.deterministic.fill_uninitialized_memory = False
@@ -210,6 +205,7 @@ def seed_training(seed: int) -> None:
 
 def trainer_arguments(
     output_dir: Path,
+    device: torch.device,
     seed: int,
     epochs: float,
     max_steps: int | None,
@@ -220,7 +216,7 @@ def trainer_arguments(
     logging_steps: int,
     progress: bool,
 ) -> dict[str, Any]:
-    """Keyword arguments shared by `SFTConfig` and `GKDConfig`.
+    """Keyword arguments shared by `SFTConfig` and `GKDConfig`, training on `device`.
 
     On CPU: float32, `use_cpu`, full determinism (`torch.use_deterministic_algorithms`), no
     activation checkpointing. On a GPU: bf16 mixed precision where supported, activation
@@ -229,7 +225,7 @@ def trainer_arguments(
     deterministic.
     Checkpoints every `save_steps` (the newest one kept) hold optimizer and RNG states for resuming.
     """
-    gpu = use_gpu()
+    gpu = device.type == "cuda"
     return {
         "output_dir": str(output_dir),
         "seed": seed,

@@ -67,11 +67,15 @@ def get_policy(name: str, **options: Any) -> Policy:
     return entry.factory(*args, **options)
 
 
-def _model_policy(path: str, temperature: float = 1.0, max_new_tokens: int = 128) -> Policy:
+def _model_policy(
+    path: str, temperature: float = 1.0, max_new_tokens: int = 128, device: str = "auto"
+) -> Policy:
     """`trajectories.policies.model.load_model_policy`, imported on use."""
     from trajectories.policies.model import load_model_policy
 
-    return load_model_policy(path, temperature=temperature, max_new_tokens=max_new_tokens)
+    return load_model_policy(
+        path, temperature=temperature, max_new_tokens=max_new_tokens, device=device
+    )
 
 
 register_policy("neutral", NeutralPolicy)

@@ -34,6 +34,7 @@ from transformers import (
 )
 
 from envs.core import ToolCall
+from trajectories.device import default_dtype, resolve_device
 from trajectories.policies.base import AssistantTurn, EpisodeState, Policy
 from trajectories.policies.slot_cache import SlotCache
 from trajectories.policies.tool_call_format import (
@@ -349,19 +350,20 @@ def load_model_policy(
     path: str,
     temperature: float = 1.0,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    device: str = "auto",
 ) -> ModelPolicy:
-    """A `ModelPolicy` for a local model directory or a hub id, in eval mode.
-
-    bfloat16 on the first GPU when there is one, float32 on the CPU. Raises `ValueError` with
-    one line when the model cannot be found, loaded or driven.
+    """A `ModelPolicy` for a local model directory or a hub id, in eval mode, on `device`
+    (`trajectories.device.resolve_device`: by default the first GPU in bfloat16 when there is
+    one, else the CPU in float32). Raises `ValueError` with one line when the model cannot be
+    found, loaded or driven.
     """
     local = Path(path).expanduser()
     looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1 or local.exists()
     if looks_local and not (local / "config.json").is_file():
         raise ValueError(f"{path}: no such model directory (expected a save_pretrained model)")
     source = str(local) if looks_local else path
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    target = resolve_device(device)
+    dtype = default_dtype(target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
@@ -369,7 +371,7 @@ def load_model_policy(
         raise ValueError(f"cannot load model {path}: {_first_line(err)}") from None
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{path}: tokenizer has no chat template")
-    return ModelPolicy(model.to(device), tokenizer, temperature, max_new_tokens)
+    return ModelPolicy(model.to(target), tokenizer, temperature, max_new_tokens)
 
 
 def _first_line(err: BaseException) -> str:
