@@ -170,8 +170,18 @@ def build_config(profile: str, file_values: dict[str, Any], flags: dict[str, Any
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     values: dict[str, Any] = {**PROFILE_PRESETS[profile], **file_values}
-    values.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    values.update(given)
     values["profile"] = profile
+    if (
+        values.get("student")
+        and values.get("seeds", 1) != 1
+        and "seeds" in {**file_values, **given}
+    ):
+        raise InputError(
+            "--student audits one model: --seeds applies to distilled students only "
+            "(use --first-seed to pick the control's seed)"
+        )
     try:
         config = replace(AuditConfig(), **values)
     except TypeError as err:

@@ -157,3 +157,12 @@ def test_threads_honour_omp_num_threads(monkeypatch):
         torch_threads(0)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert torch_threads(0) >= 1
+
+
+def test_seeds_with_a_user_student_is_refused(tmp_path):
+    from audit.models.embedded import EMBEDDED_DIR
+
+    student = str(EMBEDDED_DIR / "linked-tiny")
+    with pytest.raises(InputError, match="--student audits one model"):
+        build_config("default", {}, {"student": student, "seeds": 3})
+    assert build_config("default", {}, {"student": student}).student == student
