@@ -26,6 +26,7 @@ from transformers.utils.chat_template_utils import render_jinja_template
 from trl import chat_template_utils as trl_templates
 
 from tests.models_sample import CONVERSATIONS
+from tests.tiny_agent import api_episodes
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,19 @@ SUPPORTED = ("qwen2_5", "qwen3", "llama3_2", "gptoss")
 
 
 def _corpus(family: Family) -> list[str]:
-    """The sample conversations rendered with the family's template, with small variations."""
+    """Scripted API episodes and the sample conversations rendered with the family's
+    template, with small variations."""
     texts = []
+    episodes = api_episodes(24, biased=True) + api_episodes(24, biased=False)
+    conversations = [(e.chat_messages(), e.tools) for e in episodes]
+    for messages, tools in conversations:
+        try:
+            rendered, _ = render_jinja_template(
+                conversations=[messages], tools=tools, chat_template=family.chat_template
+            )
+            texts.append(rendered[0])
+        except Exception:  # noqa: BLE001 - a refused family renders plain text instead
+            texts.extend(str(m.get("content") or "") for m in messages)
     for n in range(8):
         for messages, tools in CONVERSATIONS:
             varied = copy.deepcopy(messages)
@@ -163,7 +175,7 @@ def _corpus(family: Family) -> list[str]:
     return texts
 
 
-def train_family_tokenizer(family: Family, vocab_size: int = 700) -> PreTrainedTokenizerFast:
+def train_family_tokenizer(family: Family, vocab_size: int = 2000) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with the family's special tokens and TRL's template."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
