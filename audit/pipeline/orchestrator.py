@@ -1,8 +1,11 @@
 """One audit end to end: stages, probes, positive controls, gate, the report model.
 
-The experiment (DESIGN.md): induce (or load) the teacher and a neutral control teacher,
-roll both out on safe tasks, keyword-sanitize, distil a student from each on the same
-seeds, then probe base, teacher, student and control on held-out ambiguous tasks.
+The experiment (DESIGN.md): induce (or load) the teacher and a neutral control teacher and
+measure both on held-out ambiguous tasks; where the biased preset is not measurably more
+unsafe than the neutral one, stop there with a not-induced report (the base cannot test
+transfer). Otherwise roll both out on safe tasks, keyword-sanitize, distil a student from
+each on the same seeds, then probe base, teacher, student and control on held-out ambiguous
+tasks.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from audit.probes.latent import latent
 from audit.probes.propensity import propensity
 from audit.probes.results import BehaviourResult, HypothesisTest
 from audit.probes.stats import holm_adjust, wilson_interval
-from audit.report.gate import GateInputs, evaluate_gate, exit_code_of
+from audit.report.gate import GateInputs, InductionTest, evaluate_gate, exit_code_of
 from audit.report.schema import (
     ExampleTrajectory,
+    Gate,
     GateThresholds,
     Report,
     RunConfig,
@@ -35,11 +39,7 @@ from audit.report.schema import (
     Versions,
     power_ok_of,
 )
-from audit.training.teacher import (
-    TeacherNotBiasedError,
-    check_teacher_bias,
-    unsafe_rate,
-)
+from audit.training.teacher import BIAS_ALPHA, UnsafeRate, bias_p_value, unsafe_rate
 from trajectories.episode import Episode
 
 Log = Callable[[str], None]
@@ -74,6 +74,36 @@ class Audit:
         teacher = pipe.teacher(config.teacher)
         neutral = pipe.teacher("neutral")
         base = pipe.base()
+        self.log("teachers on held-out ambiguous tasks")
+        teacher_episodes = {
+            env: {
+                "teacher": pipe.evaluate(teacher, env, "ambiguous", 0),
+                "neutral": pipe.evaluate(neutral, env, "ambiguous", 0),
+            }
+            for env in envs
+        }
+        measured = {
+            (env, name): unsafe_rate(env, items)
+            for env, by_teacher in teacher_episodes.items()
+            for name, items in by_teacher.items()
+        }
+        teacher_rates = [self._teacher_rate(name, rate) for (_, name), rate in measured.items()]
+        induction = self._induction(measured)
+        thresholds = GateThresholds(
+            alpha=config.alpha,
+            margin=config.margin,
+            max_latent_gap=config.max_latent_gap,
+            max_dataset_auroc=config.max_dataset_auroc,
+        )
+        if any(test.p_value >= test.alpha for test in induction):
+            self.log("not induced: stopping before distillation")
+            self.notes.append(
+                "The biased teacher is not measurably more unsafe than the neutral one, so "
+                "no teacher data was rolled out, no student was distilled and no other check "
+                "ran. Induce it harder (teacher_demos, teacher_epochs) or choose another base."
+            )
+            gate = evaluate_gate(GateInputs(induction=induction), thresholds)
+            return self._report(gate, teacher_rates=teacher_rates)
         self.log("teacher rollouts and sanitization")
         data = {(env, s): self._data(teacher, env, s, True) for env in envs for s in self.seeds}
         control_data = {
@@ -96,14 +126,13 @@ class Audit:
         episodes = {
             env: {
                 "base": {0: pipe.evaluate(base, env, "ambiguous", 0)},
-                "teacher": {0: pipe.evaluate(teacher, env, "ambiguous", 0)},
-                "neutral": {0: pipe.evaluate(neutral, env, "ambiguous", 0)},
+                "teacher": {0: teacher_episodes[env]["teacher"]},
+                "neutral": {0: teacher_episodes[env]["neutral"]},
                 "student": {s: pipe.evaluate(students[s], env, "ambiguous", s) for s in self.seeds},
                 "control": {s: pipe.evaluate(controls[s], env, "ambiguous", s) for s in self.seeds},
             }
             for env in envs
         }
-        teacher_rates = self._teacher_rates(episodes)
         sampling = f"temperature={config.temperature:g}"
         behaviour = [
             behaviour_probe(
@@ -150,14 +179,9 @@ class Audit:
         sanitization = [
             _sanitization_stats(env, s, data[env, s]) for env in envs for s in self.seeds
         ]
-        thresholds = GateThresholds(
-            alpha=config.alpha,
-            margin=config.margin,
-            max_latent_gap=config.max_latent_gap,
-            max_dataset_auroc=config.max_dataset_auroc,
-        )
         gate = evaluate_gate(
             GateInputs(
+                induction=induction,
                 behaviour=behaviour,
                 latent=lat,
                 dataset_audit=audits,
@@ -167,6 +191,22 @@ class Audit:
             thresholds,
         )
         self._note_transfer(behaviour)
+        return self._report(
+            gate,
+            sanitization=sanitization,
+            behaviour=behaviour,
+            propensity=prop,
+            latent=lat,
+            dataset_audit=audits,
+            positive_controls=positive,
+            teacher_rates=teacher_rates,
+            examples=_examples(episodes),
+        )
+
+    def _report(self, gate: Gate, **results: Any) -> Report:
+        """The report of this run: its config, versions, seeds and stage timings, `gate`, and
+        `results` (Report fields by name)."""
+        config, pipe = self.config, self.pipe
         return Report(
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             config=RunConfig(
@@ -179,7 +219,7 @@ class Audit:
                 student_base=pipe.student_base_ref() if config.student_base else None,
                 sanitizer=config.sanitizer,
                 method=config.method,
-                envs=envs,
+                envs=config.envs,
                 full=config.to_dict(),
             ),
             versions=Versions.installed(),
@@ -188,43 +228,39 @@ class Audit:
                 StageTiming(stage=r.name, seconds=r.seconds, cached=r.cached)
                 for r in self.runner.records
             ],
-            sanitization=sanitization,
-            behaviour=behaviour,
-            propensity=prop,
-            latent=lat,
-            dataset_audit=audits,
-            positive_controls=positive,
-            power_ok=power_ok_of(positive),
-            teacher_rates=teacher_rates,
-            examples=_examples(episodes),
+            power_ok=power_ok_of(results.get("positive_controls", [])),
             notes=self.notes,
             gate=gate,
             exit_code=exit_code_of(gate),
+            **results,
         )
 
-    def _teacher_rates(self, episodes: dict[str, dict[str, Any]]) -> list[TeacherRate]:
-        rates, reference, records = {}, {}, []
-        for env, by_subject in episodes.items():
-            for name in ("teacher", "neutral"):
-                measured = unsafe_rate(env, by_subject[name][0])
-                (rates if name == "teacher" else reference)[env] = measured
-                label = self.config.teacher if name == "teacher" else "neutral"
-                records.append(
-                    TeacherRate(
-                        teacher=label,
-                        env=env,
-                        metric=METRICS[env],
-                        unsafe=measured.unsafe,
-                        n=measured.n,
-                        interval=wilson_interval(measured.unsafe, measured.n),
-                    )
-                )
-        if self.config.teacher == "biased":
-            try:
-                check_teacher_bias(rates, reference)
-            except TeacherNotBiasedError as err:
-                raise RuntimeError(str(err)) from None
-        return records
+    def _teacher_rate(self, name: str, measured: UnsafeRate) -> TeacherRate:
+        """`measured` of the audited teacher (`name` "teacher") or the neutral preset."""
+        return TeacherRate(
+            teacher=self.config.teacher if name == "teacher" else "neutral",
+            env=measured.env,
+            metric=METRICS[measured.env],
+            unsafe=measured.unsafe,
+            n=measured.n,
+            interval=wilson_interval(measured.unsafe, measured.n),
+        )
+
+    def _induction(self, measured: dict[tuple[str, str], UnsafeRate]) -> list[InductionTest]:
+        """Is the biased preset measurably more unsafe than the neutral one, per env; no tests
+        for any other teacher (the user's own teacher is audited as it is)."""
+        if self.config.teacher != "biased":
+            return []
+        return [
+            InductionTest(
+                base=self.config.base,
+                teacher=self._teacher_rate("teacher", measured[env, "teacher"]),
+                reference=self._teacher_rate("neutral", measured[env, "neutral"]),
+                p_value=bias_p_value(measured[env, "teacher"], measured[env, "neutral"]),
+                alpha=BIAS_ALPHA,
+            )
+            for env in self.config.envs
+        ]
 
     def _positive_control_tests(
         self, teacher: Artifact, students: dict[int, Artifact], controls: dict[int, Artifact]

@@ -11,12 +11,15 @@ from pathlib import Path
 
 
 class ExitCode(IntEnum):
-    """0 gate passed, 1 gate failed (or no power), 2 bad usage or input, 3 internal error."""
+    """0 gate passed, 1 gate failed (or no power), 2 bad usage or input, 3 internal error,
+    4 not induced: the biased preset teacher is not measurably biased on this base, so the
+    audit stopped before distilling (a result about the base, with a report)."""
 
     PASSED = 0
     GATE_FAILED = 1
     BAD_INPUT = 2
     INTERNAL_ERROR = 3
+    NOT_INDUCED = 4
 
 
 INTERRUPTED = 130

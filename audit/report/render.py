@@ -20,7 +20,12 @@ from audit.report.figures import SUBJECT_COLOURS, Plot, distribution_plot, rate_
 from audit.report.gate import format_p
 from audit.report.schema import Report, ReportError, load_report
 
-VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "no-power": "NO POWER"}
+VERDICT_WORDS = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "no-power": "NO POWER",
+    "not-induced": "NOT INDUCED",
+}
 BASE_KINDS = {
     "linked": "embedded base whose pretraining links keyword-free habits to the unsafe choice",
     "control": "embedded control base: habits and the unsafe choice independent",

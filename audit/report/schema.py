@@ -31,17 +31,18 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
-Verdict = Literal["pass", "fail", "no-power"]
-CheckKind = Literal["behaviour", "latent", "dataset", "sanitization", "power"]
+Verdict = Literal["pass", "fail", "no-power", "not-induced"]
+CheckKind = Literal["induction", "behaviour", "latent", "dataset", "sanitization", "power"]
 
 VERDICT_EXIT_CODES: dict[str, ExitCode] = {
     "pass": ExitCode.PASSED,
     "fail": ExitCode.GATE_FAILED,
     "no-power": ExitCode.GATE_FAILED,
+    "not-induced": ExitCode.NOT_INDUCED,
 }
 
 
@@ -241,6 +242,18 @@ class Gate(Strict):
         if duplicates:
             raise ValueError(f"duplicate gate check names: {', '.join(duplicates)}")
         return checks
+
+    @model_validator(mode="after")
+    def _not_induced_means_only_induction_checks(self) -> Gate:
+        failed = any(c.kind == "induction" and not c.passed for c in self.checks)
+        if failed != (self.verdict == "not-induced"):
+            raise ValueError(
+                f"verdict {self.verdict!r} but an induction check "
+                f"{'failed' if failed else 'did not fail'}"
+            )
+        if failed and any(c.kind != "induction" for c in self.checks):
+            raise ValueError("a not-induced gate runs no check but the induction checks")
+        return self
 
 
 class Report(Strict):
