@@ -7,8 +7,8 @@ Writes report.json (the truth), report.html and junit.xml to --out (default
 audit-out/<timestamp>). Exit codes: 0 gate passed, 1 gate failed or no power, 2 bad usage
 or input (one line, no traceback), 3 internal error (traceback in DIR/error.log), 4 not
 induced (the biased preset is not measurably biased on this base: stopped before distilling,
-with a report), 130 / 143 after Ctrl-C / SIGTERM. Finished stages are cached (see audit.pipeline.stages): re-running a killed
-command resumes.
+with a report), 130 / 143 after Ctrl-C / SIGTERM. Finished stages are cached (see
+audit.pipeline.stages): re-running a killed command resumes.
 """
 
 from __future__ import annotations
