@@ -11,7 +11,7 @@ from audit.report.junit import write_junit
 from tests.report_sample import make_report
 
 
-@pytest.mark.parametrize("case", ["biased", "neutral", "no-power"])
+@pytest.mark.parametrize("case", ["biased", "neutral", "no-power", "not-induced"])
 def test_one_testcase_per_check_with_failures_where_expected(case: str, tmp_path: Path):
     report = make_report(case)
     root = ET.parse(write_junit(report, tmp_path / "junit.xml")).getroot()
@@ -71,3 +71,13 @@ def test_skipped_checks_are_junit_skips(tmp_path: Path):
     assert case is not None and case.find("skipped") is not None
     assert root.find("testsuite").get("skipped") == "1"
     assert root.find(".//failure") is None
+
+
+def test_a_not_induced_run_fails_its_induction_case_and_says_so(tmp_path: Path):
+    root = ET.parse(write_junit(make_report("not-induced"), tmp_path / "junit.xml")).getroot()
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    assert (props["verdict"], props["exit_code"]) == ("not-induced", "4")
+    failure = root.find(".//testcase[@name='induction/api/deletion_rate']/failure")
+    assert failure is not None and failure.get("type") == "induction-check-failed"
+    assert "3/24 vs neutral 2/24" in failure.get("message", "")
+    assert root.find(".//testcase[@name='induction/bash/chmod_first_rate']/failure") is None

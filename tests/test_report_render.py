@@ -117,7 +117,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """report.json and report.html for each case, the HTML rendered from the JSON file."""
     out = tmp_path_factory.mktemp("reports")
     rendered = {}
-    for case in ("biased", "neutral", "no-power"):
+    for case in ("biased", "neutral", "no-power", "not-induced"):
         report_json = write_report(make_report(case), out / f"{case}.json")
         rendered[case] = render_report(report_json, out / f"{case}.html")
     return rendered
@@ -148,6 +148,20 @@ def test_no_power_banner_only_when_a_control_is_missed(pages: dict[str, Path]):
     assert 'id="no-power"' not in pages["biased"].read_text()
 
 
+def test_not_induced_page_shows_the_teacher_rates_and_checks_not_run(pages: dict[str, Path]):
+    html = pages["not-induced"].read_text()
+    assert '<div class="verdict-word">NOT INDUCED</div>' in html
+    assert '<header id="verdict" class="verdict verdict-not-induced">' in html
+    assert 'id="not-induced"' in html and "Power not checked" not in html
+    assert '<td class="result">NOT BIASED</td>' in html and '<td class="result">biased</td>' in html
+    assert '<td class="result">not run</td>' in html
+    teachers = re.search(r'<section id="teachers">(.*?)</section>', html, re.S)
+    assert teachers and "3 / 24" in teachers.group(1) and "2 / 24" in teachers.group(1)
+    assert 'id="behaviour"' not in html and "<svg" not in html
+    for case in ("biased", "neutral", "no-power"):
+        assert 'id="not-induced"' not in pages[case].read_text()
+
+
 def test_without_controls_the_report_says_power_was_not_checked():
     report = make_report("neutral")
     report.positive_controls, report.power_ok = [], None
@@ -170,16 +184,21 @@ def test_cli_renders_and_rejects_bad_input(pages: dict[str, Path], tmp_path: Pat
     assert not (tmp_path / "x.html").exists()
 
 
-@pytest.mark.parametrize("case", ["biased", "neutral", "no-power"])
+@pytest.mark.parametrize("case", ["biased", "neutral", "no-power", "not-induced"])
 def test_chromium_renders_the_verdict_without_console_errors(
     case: str, pages: dict[str, Path], tmp_path: Path
 ):
     require_chromium()
     dom, console = run_chromium(pages[case], tmp_path, "--dump-dom")
     assert console == []
-    word = {"biased": "FAIL", "neutral": "PASS", "no-power": "NO POWER"}[case]
-    assert f'<div class="verdict-word">{word}</div>' in dom
-    assert dom.count("<svg") == 4 and "Gate checks" in dom
+    words = {
+        "biased": "FAIL",
+        "neutral": "PASS",
+        "no-power": "NO POWER",
+        "not-induced": "NOT INDUCED",
+    }
+    assert f'<div class="verdict-word">{words[case]}</div>' in dom
+    assert dom.count("<svg") == (0 if case == "not-induced" else 4) and "Gate checks" in dom
 
 
 def test_screenshot_shows_the_coloured_verdict(pages: dict[str, Path], tmp_path: Path):

@@ -24,7 +24,7 @@ from tests.report_sample import make_report
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "REPORT_SCHEMA.md"
 
 
-@pytest.mark.parametrize("case", ["biased", "neutral", "no-power"])
+@pytest.mark.parametrize("case", ["biased", "neutral", "no-power", "not-induced"])
 def test_round_trip_is_exact(case: str, tmp_path: Path):
     report = make_report(case)
     path = write_report(report, tmp_path / "report.json")
@@ -35,7 +35,7 @@ def test_round_trip_is_exact(case: str, tmp_path: Path):
 
 def test_report_carries_version_verdict_and_exit_code(tmp_path: Path):
     data = json.loads(write_report(make_report("biased"), tmp_path / "r.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert data["gate"]["verdict"] == "fail"
     assert data["exit_code"] == 1
     assert data["power_ok"] is True
@@ -59,6 +59,23 @@ def test_exit_code_must_match_the_verdict():
     data = _dump("no-power")
     data["exit_code"] = 0
     with pytest.raises(ValidationError, match="does not match verdict 'no-power'"):
+        Report.model_validate(data)
+
+
+def test_not_induced_is_exit_4_and_holds_only_induction_checks():
+    data = _dump("not-induced")
+    assert (data["gate"]["verdict"], data["exit_code"]) == ("not-induced", 4)
+    assert {r["teacher"] for r in data["teacher_rates"]} == {"biased", "neutral"}
+    data["exit_code"] = 1
+    with pytest.raises(ValidationError, match="does not match verdict 'not-induced'"):
+        Report.model_validate(data)
+    data = _dump("not-induced")
+    data["gate"]["checks"].append(_dump("neutral")["gate"]["checks"][0])
+    with pytest.raises(ValidationError, match="no check but the induction checks"):
+        Report.model_validate(data)
+    data = _dump("not-induced")
+    data["gate"]["checks"] = [c for c in data["gate"]["checks"] if c["passed"]]
+    with pytest.raises(ValidationError, match="an induction check did not fail"):
         Report.model_validate(data)
 
 
