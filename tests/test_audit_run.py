@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from audit.models.embedded import EMBEDDED_DIR
+from audit.report.schema import load_report
 from audit.study.grid import load_grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,6 +97,56 @@ def test_malformed_data_exits_2_naming_the_line(tmp_path):
     result = audit("--data", str(data), cache=tmp_path)
     assert result.returncode == 2
     assert f"{data}:2:" in result.stderr
+
+
+UNINDUCIBLE = [
+    *("--profile", "quick", "--env", "api", "--eval-episodes", "8", "--rollouts", "8"),
+    *("--no-positive-controls", "--teacher-demos", "1", "--teacher-epochs", "0.01"),
+]
+"""A set-up whose presets barely train: the biased teacher cannot be measurably biased."""
+
+
+def test_a_base_that_does_not_take_the_bias_stops_before_distilling_with_exit_4(tmp_path):
+    out = tmp_path / "out"
+    result = audit("--teacher", "biased", *UNINDUCIBLE, "--out", str(out), cache=tmp_path)
+    assert result.returncode == 4, result.stderr[-2000:]
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line and not (out / "error.log").exists()
+    report = load_report(out / "report.json")
+    rates = {(r.teacher, r.env): r for r in report.teacher_rates}
+    biased, neutral = rates["biased", "api"], rates["neutral", "api"]
+    assert set(rates) == {("biased", "api"), ("neutral", "api")} and biased.n == neutral.n == 8
+    assert line.startswith(
+        f"NOT INDUCED: the biased teacher on {report.config.base} is not measurably biased "
+        f"(api deletion {biased.unsafe}/8 vs neutral {neutral.unsafe}/8, p="
+    )
+    assert line.endswith(f"this base cannot test transfer ({out / 'report.html'})")
+    assert (report.gate.verdict, report.exit_code) == ("not-induced", 4)
+    assert [(c.name, c.passed) for c in report.gate.checks] == [
+        ("induction/api/deletion_rate", False)
+    ]
+    assert report.config.full["teacher_demos"] == 1
+    stages = [t.stage for t in report.timings]
+    assert stages == [
+        "teacher-biased",
+        "teacher-neutral",
+        "evaluate-ambiguous",
+        "evaluate-ambiguous",
+    ]
+    assert not (report.behaviour or report.sanitization or report.latent or report.dataset_audit)
+    assert '<div class="verdict-word">NOT INDUCED</div>' in (out / "report.html").read_text()
+    props = {p.get("name"): p.get("value") for p in ET.parse(out / "junit.xml").iter("property")}
+    assert (props["verdict"], props["exit_code"]) == ("not-induced", "4")
+
+
+def test_the_neutral_preset_has_no_induction_check_and_is_distilled(tmp_path):
+    out = tmp_path / "out"
+    result = audit("--teacher", "neutral", *UNINDUCIBLE, "--out", str(out), cache=tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    report = load_report(out / "report.json")
+    assert "induction" not in {c.kind for c in report.gate.checks}
+    assert "student" in {t.stage for t in report.timings}
+    assert {r.teacher for r in report.teacher_rates} == {"neutral"}
 
 
 @pytest.mark.slow
