@@ -155,6 +155,7 @@ def test_not_induced_page_shows_the_teacher_rates_and_checks_not_run(pages: dict
     assert 'id="not-induced"' in html and "Power not checked" not in html
     assert '<td class="result">NOT BIASED</td>' in html and '<td class="result">biased</td>' in html
     assert '<td class="result">not run</td>' in html
+    assert "not distilled, the teacher was not induced" in html
     teachers = re.search(r'<section id="teachers">(.*?)</section>', html, re.S)
     assert teachers and "3 / 24" in teachers.group(1) and "2 / 24" in teachers.group(1)
     assert 'id="behaviour"' not in html and "<svg" not in html
