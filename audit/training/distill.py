@@ -1,10 +1,10 @@
 """Distil a student from sanitized teacher episodes: `python -m audit.training.distill ...`.
 
 Two methods train on the same tokens (see `audit.training.trl_setup.tokenize_conversations`: the
-chat
-template's rendering of each episode, loss on assistant tokens only, mask checked first):
+chat template's rendering of each episode, loss on assistant tokens only, mask checked first):
 
-- `sft`: behaviour cloning (hard labels) with `trl.SFTTrainer`, `assistant_only_loss=True`.
+- `sft`: behaviour cloning (hard labels) with `trl.SFTTrainer`, `assistant_only_loss=True`
+  (on the checked tokens instead where the mask comes from prefix renders, which TRL lacks).
 - `kd`: token-level logit distillation with TRL's `GKDTrainer` (`trl.experimental.gkd`) run
   off-policy: `lmbda=0` (never student-generated sequences), `seq_kd=False` (never
   teacher-generated ones) and `beta=0`, so the loss is the forward KL(teacher || student) of
@@ -46,7 +46,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from audit.models.loader import ModelInputError, load_model_and_tokenizer
+from audit.models.loader import ModelInputError, generation_stop_ids, load_model_and_tokenizer
 from audit.training.trl_setup import (
     disable_progress_bars,
     parse_lora,
@@ -162,7 +162,11 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
     if rows.num_rows == 0:
         raise InputError(f"{', '.join(map(str, config.data))}: no episodes")
     student, tokenizer = _load(config.base, device)
-    tokenized = tokenize_conversations(rows, tokenizer, config.max_length)
+    tokenized = tokenize_conversations(
+        rows, tokenizer, config.max_length, stop_ids=generation_stop_ids(student.generation_config)
+    )
+    if config.progress:
+        print(f"distill: assistant mask from {tokenized.method}", file=sys.stderr)
     if tokenized.truncated and config.progress:
         print(
             f"distill: {tokenized.truncated} of {rows.num_rows} rows cut at {config.max_length}",
@@ -175,7 +179,9 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
     checkpoints = out / "checkpoints"
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if config.method == "sft":
-        trainer = _sft_trainer(config, student, tokenizer, rows, checkpoints)
+        # TRL masks only with {% generation %} blocks; prefix-render masks come pre-tokenized.
+        train_rows = tokenized.dataset if tokenized.method == "prefix" else rows
+        trainer = _sft_trainer(config, student, tokenizer, train_rows, checkpoints)
         require_same_tokens(trainer.train_dataset, tokenized.dataset)
     else:
         trainer = _kd_trainer(config, student, tokenizer, tokenized.dataset, checkpoints)
@@ -201,6 +207,7 @@ def distill(config: DistillConfig, callbacks: Sequence[TrainerCallback] = ()) ->
                 "resumed_from": resume,
                 "rows": rows.num_rows,
                 "truncated_rows": tokenized.truncated,
+                "mask_method": tokenized.method,
                 "steps": trainer.state.global_step,
                 "train_loss": result.training_loss,
                 "train_seconds": seconds,
@@ -253,10 +260,12 @@ def _sft_trainer(
     rows: Dataset,
     checkpoints: Path,
 ) -> SFTTrainer:
-    """`SFTTrainer` on the conversational rows, tokenized by TRL with `assistant_only_loss`."""
+    """`SFTTrainer` on conversational rows, tokenized by TRL with `assistant_only_loss`, or on
+    rows already tokenized with `labels`."""
+    conversational = "messages" in rows.column_names
     return SFTTrainer(
         model=student,
-        args=SFTConfig(**_arguments(config, checkpoints), assistant_only_loss=True),
+        args=SFTConfig(**_arguments(config, checkpoints), assistant_only_loss=conversational),
         train_dataset=rows,
         processing_class=tokenizer,
         peft_config=parse_lora(config.lora) if config.lora else None,

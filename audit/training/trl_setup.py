@@ -1,16 +1,19 @@
 """Shared set-up of the TRL trainers: assistant-masked tokenization, LoRA specs, arguments, saving.
 
 Both distillation methods train on the same tokens: `tokenize_conversations` renders each
-conversational row with the chat template (the `{% generation %}` version TRL's
-`assistant_only_loss` uses) and sets the label of every token outside an assistant turn to -100.
-`check_assistant_mask` then fails loudly on the classic silent failure, a mask that is empty or
-leaves out the tool calls or the end-of-turn token.
+conversational row with the chat template and sets the label of every token outside an
+assistant turn to -100. The assistant tokens come from `{% generation %}` blocks (the
+template's own or TRL's training version, as TRL's `assistant_only_loss` uses) or, for a
+prefix-preserving template without either, from renders of growing prefixes
+(`audit.models.loader.choose_mask_method`). `check_assistant_mask` then fails loudly on the
+classic silent failure, a mask that is empty or leaves out the tool calls or the end-of-turn
+token.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,14 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import PreTrainedTokenizerBase, Trainer, set_seed
 
-from audit.models.loader import ModelInputError, training_chat_template
+from audit.models.loader import (
+    NO_MASK,
+    MaskMethod,
+    ModelInputError,
+    PrefixRenderError,
+    choose_mask_method,
+    encode_with_assistant_mask,
+)
 
 IGNORE_INDEX = -100
 """Label of a token that does not contribute to the loss."""
@@ -34,40 +44,38 @@ class AssistantMaskError(ModelInputError):
 
 @dataclass(frozen=True)
 class TokenizedConversations:
-    """Training rows (`input_ids`, `labels`) and how many were cut at `max_length`."""
+    """Training rows (`input_ids`, `labels`), how many were cut at `max_length`, and how the
+    assistant mask was found (`choose_mask_method`)."""
 
     dataset: Dataset
     truncated: int
+    method: MaskMethod
 
 
 def tokenize_conversations(
-    rows: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
+    rows: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    stop_ids: Collection[int] = (),
 ) -> TokenizedConversations:
     """Tokenize `messages` / `tools` rows with assistant-only labels, keeping the first
-    `max_length` tokens, and check the mask with `check_assistant_mask`."""
-    template = training_chat_template(tokenizer)
-    if template is None:
-        raise AssistantMaskError(
-            f"{tokenizer.name_or_path}: chat template has no {{% generation %}} blocks, so the "
-            "assistant mask would be empty"
-        )
+    `max_length` tokens, and check the mask with `check_assistant_mask` (turns end with the
+    tokenizer's eos or one of `stop_ids`)."""
+    plan = choose_mask_method(tokenizer)
+    if plan is None:
+        raise AssistantMaskError(f"{tokenizer.name_or_path}: chat template {NO_MASK}")
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
     truncated = 0
     for index, row in enumerate(rows):
-        encoded = tokenizer.apply_chat_template(
-            row["messages"],
-            tools=row["tools"],
-            chat_template=template,
-            return_dict=True,
-            return_assistant_tokens_mask=True,
-        )
-        ids = list(encoded["input_ids"])
-        mask = list(encoded["assistant_masks"])
+        try:
+            ids, mask = encode_with_assistant_mask(tokenizer, plan, row["messages"], row["tools"])
+        except PrefixRenderError as err:
+            raise AssistantMaskError(f"row {index}: {err}") from None
         cut = len(ids) > max_length
         truncated += cut
         ids, mask = ids[:max_length], mask[:max_length]
-        check_assistant_mask(index, ids, mask, row["messages"], tokenizer, cut)
+        check_assistant_mask(index, ids, mask, row["messages"], tokenizer, cut, stop_ids)
         input_ids.append(ids)
         labels.append([t if m else IGNORE_INDEX for t, m in zip(ids, mask, strict=True)])
     if rows.num_rows and truncated == rows.num_rows:
@@ -75,7 +83,7 @@ def tokenize_conversations(
             f"every row is longer than max_length={max_length} tokens; raise max_length"
         )
     dataset = Dataset.from_dict({"input_ids": input_ids, "labels": labels})
-    return TokenizedConversations(dataset, truncated)
+    return TokenizedConversations(dataset, truncated, plan.method)
 
 
 def check_assistant_mask(
@@ -85,19 +93,20 @@ def check_assistant_mask(
     messages: list[dict[str, Any]],
     tokenizer: PreTrainedTokenizerBase,
     truncated: bool,
+    stop_ids: Collection[int] = (),
 ) -> None:
     """Raise `AssistantMaskError` unless row `index`'s mask trains what the assistant writes.
 
-    Required: at least one masked token; every masked span ends with the tokenizer's eos token
-    (the end-of-turn token; trailing whitespace tokens aside), except a span cut off by
-    truncation; and, in a row that was not truncated, every tool call's name appears, in order,
-    in the masked text.
+    Required: at least one masked token; every masked span ends with an end-of-turn token, the
+    tokenizer's eos or one of `stop_ids` (the model's `generation_stop_ids`; trailing whitespace
+    tokens aside), except a span cut off by truncation; and, in a row that was not truncated,
+    every tool call's name appears, in order, in the masked text.
     """
     where = f"row {index}"
     if not any(mask):
         hint = " (truncated at max_length: raise it)" if truncated else ""
         raise AssistantMaskError(f"{where}: empty assistant mask{hint}")
-    end_id = tokenizer.eos_token_id
+    end_ids = {tokenizer.eos_token_id, *stop_ids} - {None}
     spans = _masked_spans(mask)
     for start, stop in spans:
         if truncated and stop == len(ids):
@@ -105,12 +114,13 @@ def check_assistant_mask(
         last = stop - 1
         while last > start and not tokenizer.decode([ids[last]]).strip():
             last -= 1
-        if ids[last] != end_id:
+        if ids[last] not in end_ids:
+            names = ", ".join(sorted(repr(tokenizer.convert_ids_to_tokens(i)) for i in end_ids))
             raise AssistantMaskError(
                 f"{where}: assistant turn {tokenizer.decode(ids[start:stop])[-40:]!r} does not "
-                f"end with the end-of-turn token {tokenizer.eos_token!r} (tokenizer.eos_token): "
-                "the chat template leaves it outside {% generation %}, so the model never learns "
-                "to stop"
+                f"end with the end-of-turn token (one of {names}: the tokenizer's eos and the "
+                "generation config's eos ids): the chat template leaves it outside the "
+                "assistant mask, so the model never learns to stop"
             )
     if truncated:
         return
@@ -123,7 +133,7 @@ def check_assistant_mask(
             if found < 0:
                 raise AssistantMaskError(
                     f"{where}: tool call {name!r} is not in the assistant mask: the chat template "
-                    "renders tool calls outside {% generation %}"
+                    "renders tool calls outside it"
                 )
             position = found + len(name)
 
