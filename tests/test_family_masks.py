@@ -220,9 +220,10 @@ def test_gemma3_is_refused_in_one_line_naming_it(family_dirs: dict[str, Path]) -
 
 def test_audit_run_refuses_a_gemma3_base(family_dirs: dict[str, Path], tmp_path: Path) -> None:
     command = [sys.executable, "-m", "audit.run", "--base", str(family_dirs["gemma3"])]
-    command += ["--profile", "quick", "--env", "api", "--out", str(tmp_path / "out"), "--quiet"]
+    command += ["--profile", "quick", "--env", "api", "--out", str(tmp_path / "out")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("error: gemma3_text: ")
+    assert lines[0].startswith("error: gemma3_text: chat template cannot render a tool-calling")
+    assert not (tmp_path / "out").exists()  # refused when the config is read
