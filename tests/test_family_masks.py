@@ -184,6 +184,8 @@ def test_a_base_checkpoint_ends_turns_with_a_generation_config_stop_token(
     tokenizer.eos_token = "<|endoftext|>"
     stop_ids = generation_stop_ids(GenerationConfig.from_pretrained(family_dirs["qwen2_5"]))
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_ids
+    assert generation_stop_ids(GenerationConfig(eos_token_id=5)) == {5}
+    assert generation_stop_ids(None) == frozenset()
     tokenize_conversations(rows, tokenizer, max_length=4096, stop_ids=stop_ids)
     with pytest.raises(AssistantMaskError, match="does not end with the end-of-turn token"):
         tokenize_conversations(rows, tokenizer, max_length=4096)
