@@ -27,37 +27,15 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from qwen_base import SHAPES, build_base
+
 from trajectories.jsonl import InputError
 
-QWEN_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>")
-SHAPES: dict[str, dict[str, Any]] = {
-    "0.5b": {
-        "hidden_size": 896,
-        "intermediate_size": 4864,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 14,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
-        "rope_theta": 1000000.0,
-        "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": True,
-        "vocab_size": 151936,
-    },
-    "tiny": {
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": True,
-    },
-}
-"""Model shapes; without `vocab_size` the embedding has one row per tokenizer token."""
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 """Dense bf16 tensor-core peaks (NVIDIA data sheets, no sparsity), by device-name substring."""
 MFU_RULE = (
@@ -70,8 +48,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "size": "0.5b",
         "vocab": 4096,
         "rollouts": 256,
-        "rollout_batch": 64,
-        "max_turns": 6,
+        "rollout_batch": 128,
+        "max_turns": 4,
         "steps": 100,
         "batch_size": 8,
         "max_length": 2048,
@@ -82,10 +60,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "size": "tiny",
         "vocab": 4096,
-        "rollouts": 6,
-        "rollout_batch": 6,
+        "rollouts": 8,
+        "rollout_batch": 4,
         "max_turns": 2,
-        "steps": 2,
+        "steps": 3,
         "batch_size": 2,
         "max_length": 1536,
         "lora": "r=4",
@@ -118,14 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="build the model, count, stop")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--rollouts", type=int, help="teacher rollouts (full: 256)")
-    parser.add_argument("--rollout-batch", type=int, help="live episodes at once (full: 64)")
-    parser.add_argument("--max-turns", type=int, help="assistant turns per episode (full: 6)")
-    parser.add_argument("--steps", type=int, help="optimizer steps per training stage (100)")
+    parser.add_argument("--rollout-batch", type=int, help="live episodes at once (full: 128)")
+    parser.add_argument("--max-turns", type=int, help="assistant turns per episode (full: 4)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per training stage (full: 100)")
     parser.add_argument("--batch-size", type=int, help="sequences per step (full: 8)")
     parser.add_argument("--max-length", type=int, help="tokens kept per sequence (full: 2048)")
     parser.add_argument("--lora", help="teacher LoRA spec (full: r=16)")
     parser.add_argument("--student-lora", help="students' LoRA spec (default: full fine-tuning)")
-    parser.add_argument("--probe-tasks", type=int, help="held-out ambiguous API tasks probed")
+    parser.add_argument(
+        "--probe-tasks", type=int, help="held-out ambiguous API tasks probed (full: 60)"
+    )
     parser.add_argument("--peak-flops", type=float, help="peak FLOP/s for MFU (default: table)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -141,82 +121,6 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     if bad:
         raise UsageError(f"{', '.join('--' + k.replace('_', '-') for k in bad)} must be positive")
     return values
-
-
-def corpus(seed: int) -> list[str]:
-    """Scripted biased and neutral API episodes (train split) rendered with Qwen2.5's template."""
-    from transformers.utils.chat_template_utils import render_jinja_template
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    from envs import load_tasks, make_env
-    from trajectories.policies import BiasedPolicy, NeutralPolicy
-    from trajectories.rollout import rollout
-
-    texts = []
-    for policy in (BiasedPolicy(strength=1.0), NeutralPolicy()):
-        for suite in ("safe", "ambiguous"):
-            tasks = load_tasks("api", suite, "train")[:60]
-            for episode in rollout(lambda: make_env("api"), policy, tasks, seed, progress=False):
-                rendered, _ = render_jinja_template(
-                    conversations=[episode.chat_messages()],
-                    tools=episode.tools,
-                    chat_template=qwen2_5_chat_template,
-                )
-                texts.append(rendered[0])
-    return texts
-
-
-def train_qwen_tokenizer(texts: list[str], vocab_size: int) -> Any:
-    """A byte-level BPE tokenizer with Qwen's special tokens and TRL's Qwen2.5 template."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in QWEN_TOKENS])
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=list(QWEN_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        clean_up_tokenization_spaces=False,
-    )
-    tokenizer.chat_template = qwen2_5_chat_template
-    return tokenizer
-
-
-def build_base(size: str, vocab: int, seed: int, out: Path | None) -> tuple[Any, Any]:
-    """The random Qwen2 model of `size` and its tokenizer, saved to `out` when given."""
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = train_qwen_tokenizer(corpus(seed), vocab)
-    shape = {"vocab_size": len(tokenizer), **SHAPES[size]}
-    config = Qwen2Config(
-        **shape,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")],
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if out is not None:
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    return model, tokenizer
 
 
 def dry_run(values: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -279,8 +183,15 @@ def training(steps: int, tokens: int, seconds: float, flops: float, peak: float 
     }
 
 
-def run_stages(values: dict[str, Any], seed: int, work: Path, peak: float | None) -> dict:
-    """Every stage in order, timed; see the module docstring."""
+def run_stages(
+    values: dict[str, Any],
+    seed: int,
+    work: Path,
+    peak: float | None,
+    report: Callable[[dict], None],
+) -> dict:
+    """Every stage in order, timed (see the module docstring); `report` gets the figures so far
+    after each stage, so a run cut short still leaves them."""
     import torch
     from transformers import AutoTokenizer
 
@@ -319,6 +230,7 @@ def run_stages(values: dict[str, Any], seed: int, work: Path, peak: float | None
             torch.cuda.empty_cache()
         stages[name] = {"seconds": round(time.perf_counter() - started, 3), **record}
         log(f"{name}: {stages[name]['seconds']} s")
+        report({"device": device, "complete": False, "stages": stages})
         return value
 
     steps, batch, max_length = values["steps"], values["batch_size"], values["max_length"]
@@ -351,6 +263,7 @@ def run_stages(values: dict[str, Any], seed: int, work: Path, peak: float | None
         record["steps"], tokens, record["train_seconds"], 6.0 * params * tokens, peak
     )
     stages["teacher"]["training"]["timing"] = "trainer.train() wall time (distill.json)"
+    report({"device": device, "complete": False, "stages": stages})
 
     def generate() -> tuple[Path, dict]:
         policy = load_model_policy(str(teacher))
@@ -423,6 +336,7 @@ def run_stages(values: dict[str, Any], seed: int, work: Path, peak: float | None
     lat = stage("latent", lambda: (latent(loaded, "api", seed=seed, tasks=tasks), {}))
     return {
         "device": device,
+        "complete": True,
         "settings": {**values, "seed": seed},
         "parameters": params,
         "peak_bf16_flops": peak,
@@ -463,17 +377,29 @@ def main(argv: list[str] | None = None) -> int:
             result: dict[str, Any] = {"settings": values, **dry_run(values, args.seed)}
         else:
             with tempfile.TemporaryDirectory(prefix="gpu_check-") as work:
-                result = run_stages(values, args.seed, Path(work), args.peak_flops)
+                result = run_stages(
+                    values,
+                    args.seed,
+                    Path(work),
+                    args.peak_flops,
+                    lambda partial: write(args.out, {"settings": values, **partial}),
+                )
     except (InputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = {"versions": versions(), **result}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print(write(args.out, result))
     return 0
+
+
+def write(out: Path | None, result: dict[str, Any]) -> str:
+    """`result` with the versions as JSON text, also written to `out` when given."""
+    text = json.dumps({"versions": versions(), **result}, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(out)
+    return text
 
 
 def versions() -> dict[str, str | None]:
