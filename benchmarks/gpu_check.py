@@ -237,7 +237,9 @@ def run_stages(
     base = work / "base"
 
     def build() -> tuple[int, dict]:
-        model, tokenizer = build_base(values["size"], values["vocab"], seed, base)
+        model, tokenizer = build_base(
+            values["size"], values["vocab"], seed, base, "cuda" if cuda else "cpu"
+        )
         return model.num_parameters(), {"tokenizer_tokens": len(tokenizer)}
 
     params = stage("base", build)

@@ -92,8 +92,11 @@ def train_qwen_tokenizer(texts: list[str], vocab_size: int) -> Any:
     return tokenizer
 
 
-def build_base(size: str, vocab: int, seed: int, out: Path | None) -> tuple[Any, Any]:
-    """The random Qwen2 model of `size` and its tokenizer, saved to `out` when given."""
+def build_base(
+    size: str, vocab: int, seed: int, out: Path | None, device: str = "cpu"
+) -> tuple[Any, Any]:
+    """The random Qwen2 model of `size` (float32, initialised on `device`) and its tokenizer,
+    saved to `out` when given."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -106,7 +109,8 @@ def build_base(size: str, vocab: int, seed: int, out: Path | None) -> tuple[Any,
         bos_token_id=None,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")],
         pad_token_id=tokenizer.pad_token_id,
