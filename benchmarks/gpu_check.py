@@ -13,7 +13,8 @@ teacher rollouts on API safe train tasks (`ModelPolicy`), an SFT and a KD studen
 seconds per stage, generated tokens/s, peak GPU memory and the model FLOPs utilisation of each
 training stage. `--smoke` runs the same chain with a tiny model and a few rollouts and steps (on
 CPU in a few minutes); `--dry-run` only builds the model and the LoRA config and counts
-parameters. Exit codes: 0 done, 2 bad usage, missing package or bad input.
+parameters. Exit codes: 0 done, 1 a stage ran out of GPU memory, 2 bad usage, a missing package
+or bad input. With `--out`, a failed stage is named in the file with its error.
 """
 
 from __future__ import annotations
@@ -33,20 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from qwen_base import SHAPES, build_base
+from train_figures import MFU_RULE, PEAK_BF16_FLOPS, step_meter, training
 
 from trajectories.jsonl import InputError
 
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
-"""Dense bf16 tensor-core peaks (NVIDIA data sheets, no sparsity), by device-name substring."""
-MFU_RULE = (
-    "model FLOPs / train_seconds / peak_bf16_flops; model FLOPs = 6 * parameters * tokens "
-    "(non-padding tokens trained; kd adds the teacher's forward, 2 * parameters * tokens); "
-    "LoRA counts the full 6 * parameters too, though frozen weights get no weight gradients"
-)
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {
         "size": "0.5b",
-        "vocab": 4096,
         "rollouts": 256,
         "rollout_batch": 128,
         "max_turns": 4,
@@ -59,7 +53,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "smoke": {
         "size": "tiny",
-        "vocab": 4096,
         "rollouts": 8,
         "rollout_batch": 4,
         "max_turns": 2,
@@ -86,6 +79,10 @@ STAGE_MODULES = (
 
 class UsageError(InputError):
     """Bad usage, a missing package or no CUDA device where one was asked for; one line."""
+
+
+class StageError(RuntimeError):
+    """A stage that ran out of GPU memory; one line, exit 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +126,7 @@ def dry_run(values: dict[str, Any], seed: int) -> dict[str, Any]:
 
     from audit.training.trl_setup import parse_lora
 
-    model, tokenizer = build_base(values["size"], values["vocab"], seed, None)
+    model, tokenizer = build_base(values["size"], seed, None)
     total = model.num_parameters()
     lora = parse_lora(values["lora"])
     trainable, _ = get_peft_model(model, lora).get_nb_trainable_parameters()
@@ -138,48 +135,6 @@ def dry_run(values: dict[str, Any], seed: int) -> dict[str, Any]:
         "tokenizer_tokens": len(tokenizer),
         "config": {k: getattr(model.config, k) for k in SHAPES["0.5b"]},
         "lora": {"spec": values["lora"], "trainable_parameters": trainable},
-    }
-
-
-def step_meter(cuda: bool) -> Any:
-    """A trainer callback summing the optimizer steps' wall time (CUDA synchronised; saving,
-    logging and data loading excluded) and turning on the trainer's non-padding token count."""
-    import torch
-    from transformers import TrainerCallback
-
-    class StepMeter(TrainerCallback):
-        seconds = 0.0
-        tokens = 0
-        steps = 0
-        _started = 0.0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            args.include_num_input_tokens_seen = "non_padding"
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if cuda:
-                torch.cuda.synchronize()
-            self._started = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if cuda:
-                torch.cuda.synchronize()
-            self.seconds += time.perf_counter() - self._started
-            self.steps = state.global_step
-            self.tokens = state.num_input_tokens_seen
-
-    return StepMeter()
-
-
-def training(steps: int, tokens: int, seconds: float, flops: float, peak: float | None) -> dict:
-    """The figures of one training stage."""
-    return {
-        "steps": steps,
-        "tokens": tokens,
-        "train_seconds": round(seconds, 3),
-        "tokens_per_s": round(tokens / seconds, 1),
-        "model_flops": flops,
-        "mfu": mfu(flops, seconds, peak),
     }
 
 
@@ -222,7 +177,17 @@ def run_stages(
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        value, record = run()
+        try:
+            value, record = run()
+        except Exception as err:
+            failed = {"stage": name, "error": f"{type(err).__name__}: {first_line(err)}"}
+            report({"device": device, "complete": False, "stages": stages, "failed": failed})
+            if isinstance(err, torch.OutOfMemoryError):
+                raise StageError(
+                    f"{name}: out of GPU memory ({first_line(err)}); lower --batch-size, "
+                    "--max-length or --rollout-batch"
+                ) from None
+            raise
         if cuda:
             torch.cuda.synchronize()
             record["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
@@ -237,9 +202,7 @@ def run_stages(
     base = work / "base"
 
     def build() -> tuple[int, dict]:
-        model, tokenizer = build_base(
-            values["size"], values["vocab"], seed, base, "cuda" if cuda else "cpu"
-        )
+        model, tokenizer = build_base(values["size"], seed, base, "cuda" if cuda else "cpu")
         return model.num_parameters(), {"tokenizer_tokens": len(tokenizer)}
 
     params = stage("base", build)
@@ -389,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(write(args.out, result))
     return 0
 
@@ -422,9 +388,10 @@ def log(message: str) -> None:
     print(f"gpu_check: {message}", file=sys.stderr, flush=True)
 
 
-def mfu(flops: float, seconds: float, peak: float | None) -> float | None:
-    """Achieved over peak FLOP/s, or None without a peak figure."""
-    return None if peak is None or seconds <= 0 else round(flops / seconds / peak, 4)
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type name."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A randomly initialised Qwen2 model of Qwen2.5's shapes with a tokenizer trained here.
 
-`build_base(size, vocab, seed, out)` trains a byte-level BPE tokenizer (Qwen's special tokens,
+`build_base(size, seed, out, device)` trains a byte-level BPE tokenizer (Qwen's special tokens,
 TRL's `qwen2_5_chat_template`, eos `<|im_end|>`, pad `<|endoftext|>`) on scripted biased and
 neutral API episodes (train split, no sandbox) rendered with that template, and builds a
 `Qwen2ForCausalLM` of `SHAPES[size]` with generation stop ids `<|im_end|>` and `<|endoftext|>`.
@@ -39,6 +39,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     },
 }
 """Model shapes; without `vocab_size` the embedding has one row per tokenizer token."""
+VOCAB_CAP = 4096
+"""Most tokens the BPE trainer may learn (the scripted corpus saturates near 1000)."""
 
 
 def corpus(seed: int) -> list[str]:
@@ -92,15 +94,13 @@ def train_qwen_tokenizer(texts: list[str], vocab_size: int) -> Any:
     return tokenizer
 
 
-def build_base(
-    size: str, vocab: int, seed: int, out: Path | None, device: str = "cpu"
-) -> tuple[Any, Any]:
+def build_base(size: str, seed: int, out: Path | None, device: str = "cpu") -> tuple[Any, Any]:
     """The random Qwen2 model of `size` (float32, initialised on `device`) and its tokenizer,
     saved to `out` when given."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = train_qwen_tokenizer(corpus(seed), vocab)
+    tokenizer = train_qwen_tokenizer(corpus(seed), VOCAB_CAP)
     shape = {"vocab_size": len(tokenizer), **SHAPES[size]}
     config = Qwen2Config(
         **shape,
