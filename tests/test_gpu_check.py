@@ -94,3 +94,15 @@ def test_bad_usage_is_one_line(args, message):
     assert done.stderr.startswith(message)
     assert done.stderr.count("\n") == 1
     assert done.stdout == ""
+
+
+def test_failed_stage_is_named_in_out(tmp_path):
+    out = tmp_path / "x.json"
+    done = gpu_check("--smoke", "--max-length", "16", "--out", str(out))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: row 0: empty assistant mask")
+    result = json.loads(out.read_text())
+    assert result["complete"] is False
+    assert list(result["stages"]) == ["base"]
+    assert result["failed"]["stage"] == "teacher"
+    assert result["failed"]["error"].startswith("AssistantMaskError: row 0: empty assistant mask")
