@@ -243,8 +243,10 @@ def latent(
     groups = np.array([point.task_id for point in points])
     states: dict[str, np.ndarray] = {}
     labels = np.zeros(len(points), dtype=int)
+    dropped: dict[str, int] = {}
     for subject, (model, tokenizer) in models.items():
         decisions = encode_decisions(points, tokenizer)
+        dropped[subject] = sum(not decision.thought_rendered for decision in decisions)
         pad_id = pad_token_id(tokenizer)
         states[subject] = decision_states(model, decisions, middle_layer(model), pad_id, batch_size)
         if subject == "teacher":
@@ -276,4 +278,5 @@ def latent(
         davies_bouldin={subject: db for subject, (db, _) in separation.items()},
         calinski_harabasz={subject: ch for subject, (_, ch) in separation.items()},
         scores={subject: values.tolist() for subject, values in scores.items()},
+        thought_dropped=dropped,
     )

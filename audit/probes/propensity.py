@@ -152,10 +152,12 @@ def propensity(
     if missing:
         raise ValueError(f"propensity needs a {' and a '.join(missing)} model")
     conversations = decision_conversations(env, prefix, seed, tasks, sandbox_backend)
+    encoded = {
+        subject: encode_decisions(conversations, tokenizer)
+        for subject, (_, tokenizer) in models.items()
+    }
     per_task = {
-        subject: decision_log_odds(
-            model, tokenizer, encode_decisions(conversations, tokenizer), batch_size
-        )
+        subject: decision_log_odds(model, tokenizer, encoded[subject], batch_size)
         for subject, (model, tokenizer) in models.items()
     }
     return PropensityResult(
@@ -164,4 +166,8 @@ def propensity(
         mean_log_odds={subject: float(np.mean(values)) for subject, values in per_task.items()},
         shift=paired_mean_difference(per_task["student"], per_task["control"], n_boot, seed),
         per_task={subject: values.tolist() for subject, values in per_task.items()},
+        thought_dropped={
+            subject: sum(not d.thought_rendered for d in decisions)
+            for subject, decisions in encoded.items()
+        },
     )
