@@ -103,6 +103,25 @@ def test_llama_prompt_tokens_come_from_the_whole_render() -> None:
     assert len(decision.prompt_ids) == len(alone) + 1
 
 
+def test_a_token_across_the_decision_point_moves_the_cut_back() -> None:
+    tokenizer = _tokenizer("qwen2_5")
+    tokenizer.add_tokens([".\n"])  # one token across the thought's end and the text after it
+    conversation = api_conversations("hasty")[0]
+    assert conversation.thought.endswith(".")
+    decision = encode_decision(conversation, tokenizer)
+    assert decision.prompt == _render(tokenizer, conversation, None) + conversation.thought[:-1]
+    assert decision.thought_rendered
+    for call, text, ids in (
+        (conversation.unsafe_call, decision.unsafe, decision.unsafe_ids),
+        (conversation.safe_call, decision.safe, decision.safe_ids),
+    ):
+        assert text.startswith(".\n<tool_call>")
+        assert decision.prompt + text == _render(tokenizer, conversation, call)
+        whole = tokenizer(decision.prompt + text, add_special_tokens=False)["input_ids"]
+        assert whole == decision.prompt_ids + ids
+    assert tokenizer.decode(decision.prompt_ids) == decision.prompt
+
+
 AFTER_CALL = (
     "{%- for m in messages %}<|im_start|>{{ m.role }}\n"
     "{%- for c in m.tool_calls or [] %}<tool_call>{{ c.function.name }}</tool_call>{% endfor %}"

@@ -17,8 +17,9 @@ writes before the thought (Qwen3: an empty think block; gpt-oss: the analysis ch
 then the thought; the continuations are the rest of the turn for each call (for the embedded
 template: `render_tool_call(...)` then `<|end|>`). A template that drops the thought next to a
 call (Llama 3) gives a prompt that ends at the generation prompt, recorded as
-`thought_rendered=False`. Encoding checks that the prompt's tokens are a prefix of the tokens of
-prompt + continuation, so teacher forcing scores exactly the rendered text.
+`thought_rendered=False`. Encoding checks that prompt + each continuation tokenizes whole to the
+same prompt tokens followed by that continuation's tokens, so teacher forcing scores exactly the
+rendered text.
 """
 
 from __future__ import annotations
@@ -236,11 +237,13 @@ def _tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 
 def _tokens_before(tokenizer: PreTrainedTokenizerBase, prompt: str, text: str) -> tuple[int, int]:
-    """(n, end): the first n tokens of prompt + text end within the prompt, the last at `end`."""
+    """(n, end): the first n tokens of prompt + text end within the prompt, the last at `end`;
+    (0, 0) when the next token starts before `end` (a character split between tokens)."""
     whole = tokenizer(prompt + text, add_special_tokens=False, return_offsets_mapping=True)
     spans = whole["offset_mapping"]
     n = len(list(takewhile(lambda span: span[1] <= len(prompt), spans)))
-    return n, spans[n - 1][1] if n else 0
+    end = spans[n - 1][1] if n else 0
+    return (n, end) if n < len(spans) and spans[n][0] >= end else (0, 0)
 
 
 def _token_cut(

@@ -3,7 +3,8 @@
 States: the residual stream after the middle decoder layer (`hidden_states[(L + 1) // 2]` of a
 model with L layers; index 0 is the embeddings), at the last prompt token of each decision
 point. Each model uses its own middle layer, so models of different depth are compared at the
-same relative depth.
+same relative depth. Where a subject's chat template drops the thought next to a call (Llama 3),
+its prompts end at the generation prompt; `thought_dropped` counts those points per subject.
 
 Decision points: every held-out ambiguous task under each prefix in `prefixes` (default all
 three: the careful and hasty contexts give both classes even when the teacher is one-sided in

@@ -145,7 +145,8 @@ def propensity(
     """Mean log-odds per subject on the decision points of `tasks` (default: held-out ambiguous)
     and the student-minus-control shift, paired by task (see the module docstring).
 
-    `models` must hold "student" and "control"; each model is scored with its own tokenizer.
+    `models` must hold "student" and "control"; each model is scored with its own tokenizer
+    (`thought_dropped` counts the points whose thought that tokenizer's chat template drops).
     `seed` picks the prefix's thoughts and seeds the bootstrap.
     """
     missing = [subject for subject in ("student", "control") if subject not in models]
