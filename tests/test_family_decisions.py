@@ -16,6 +16,7 @@ from audit.models.loader import load_model_and_tokenizer
 from audit.probes.decision import PREFIXES, DecisionConversation, encode_decision
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
+from audit.report.render import render_html
 from envs import ToolCall
 from tests.families import FAMILIES, SUPPORTED, save_family, train_family_tokenizer
 from tests.probe_models import (
@@ -24,6 +25,7 @@ from tests.probe_models import (
     plant_preference,
     probe_tokenizer,
 )
+from tests.report_sample import make_report
 
 N_TASKS = 4
 THINK = "<think>\n\n</think>\n\n"
@@ -196,3 +198,13 @@ def test_latent_on_qwen3_models(qwen3_models: dict[str, Any]) -> None:
     assert all(0.0 <= value <= 1.0 + 1e-9 for value in result.cka_to_teacher.values())
     assert all(np.isfinite(value) for value in result.davies_bouldin.values())
     assert result.thought_dropped == dict.fromkeys(models, 0)
+
+
+def test_report_names_dropped_thoughts() -> None:
+    report = make_report("neutral")
+    report.propensity[0].thought_dropped = {"student": 7, "control": 0}
+    report.latent[0].thought_dropped = {"teacher": 5}
+    html = render_html(report)
+    assert "student: its chat template drops the thought (7 points)" in html
+    assert "teacher: its chat template drops the thought (5 points)" in html
+    assert "control: its chat template drops" not in html
