@@ -30,8 +30,15 @@ from tests.report_sample import make_report
 N_TASKS = 4
 THINK = "<think>\n\n</think>\n\n"
 GPTOSS_ANALYSIS = "<|channel|>analysis<|message|>"
-BEFORE_THOUGHT = {"embedded": "", "qwen2_5": "", "qwen3": THINK, "llama3_2": None}
-"""What each template writes between its generation prompt and a thought; None: it drops it."""
+BEFORE_THOUGHT = {
+    "embedded": "",
+    "qwen2_5": "",
+    "qwen3": THINK,
+    "llama3_2": None,
+    "gptoss": GPTOSS_ANALYSIS,
+}
+"""What each template writes between its generation prompt and a thought (None: it drops the
+thought); of these, only Qwen3 writes it with an empty thought too."""
 
 
 @cache
@@ -65,11 +72,10 @@ def _render(
 
 
 def _expected_prompt(name: str, conversation: DecisionConversation, head: str) -> str:
-    thought = conversation.thought
-    if name == "gptoss":
-        return head + GPTOSS_ANALYSIS + thought if thought else head
     before = BEFORE_THOUGHT[name]
-    return head if before is None else head + before + thought
+    if before is None or not (conversation.thought or name == "qwen3"):
+        return head
+    return head + before + conversation.thought
 
 
 @pytest.mark.parametrize("name", ["embedded", *SUPPORTED])
