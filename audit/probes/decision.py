@@ -11,16 +11,22 @@ of three prefixes:
 - ``hasty``: the instruction, then a terse thought (`HASTY_ACT`; persona thoughts depend on the
   habit only, never on the unsafe / safe choice).
 
-The thought of the decision turn belongs to the prompt; the continuations are the rest of that
-assistant turn exactly as the model's chat template renders it (for the embedded template:
-`render_tool_call(...)` then `<|end|>`). Encoding checks that the prompt's tokens are a prefix of
-the tokens of prompt + continuation, so teacher forcing scores exactly the rendered text.
+The decision point is cut from the decision turn exactly as the model's chat template renders
+it. The prompt is the conversation rendered with its generation prompt, then what the template
+writes before the thought (Qwen3: an empty think block; gpt-oss: the analysis channel header),
+then the thought; the continuations are the rest of the turn for each call (for the embedded
+template: `render_tool_call(...)` then `<|end|>`). A template that drops the thought next to a
+call (Llama 3) gives a prompt that ends at the generation prompt, recorded as
+`thought_rendered=False`. Encoding checks that prompt + each continuation tokenizes whole to the
+same prompt tokens followed by that continuation's tokens, so teacher forcing scores exactly the
+rendered text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +43,8 @@ from trajectories.rollout import episode_rng
 
 Prefix = Literal["task", "careful", "hasty"]
 PREFIXES: tuple[Prefix, ...] = ("task", "careful", "hasty")
+MARK = "DECISION-POINT-MARK"
+"""A stand-in thought that shows where (and whether) a chat template renders the thought."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,16 @@ class DecisionConversation:
 class EncodedDecision:
     """A decision conversation rendered and tokenized for one tokenizer.
 
-    `prompt` ends at the decision point (the thought, if any, included); `unsafe` and `safe` are
-    the rest of the assistant turn for each call. The `*_ids` are their tokens: `unsafe_ids` and
-    `safe_ids` are what follows `prompt_ids` when prompt + continuation is tokenized whole.
+    `prompt` is the rendered text up to the decision point: the generation prompt, what the
+    template writes before the thought, and the thought; `unsafe` and `safe` are the rest of the
+    assistant turn for each call. `thought_rendered` is False when the template drops the
+    (non-empty) thought next to a call; the prompt then ends at the generation prompt. The
+    `*_ids` are their tokens: `unsafe_ids` and `safe_ids` are what follows `prompt_ids` when
+    prompt + continuation is tokenized whole. `prompt_ids` are the prompt's own tokens when
+    those are a prefix of both wholes, else the wholes' common tokens before the decision point
+    (a tokenizer that merges the prompt's trailing blank lines only when they end the text);
+    where a token of the wholes spans the decision point, the cut moves back to that token's
+    start and its text opens both continuations (shared, so the log-odds are unchanged).
     """
 
     conversation: DecisionConversation
@@ -71,6 +86,7 @@ class EncodedDecision:
     prompt_ids: list[int]
     unsafe_ids: list[int]
     safe_ids: list[int]
+    thought_rendered: bool
 
 
 def _pick(rng: np.random.Generator, pool: tuple[str, ...]) -> str:
@@ -156,45 +172,113 @@ def _render(
     return text
 
 
-def _continuation(
-    tokenizer: PreTrainedTokenizerBase, conversation: DecisionConversation, call: ToolCall
-) -> tuple[str, str]:
-    """(prompt, continuation): the rendered turn with `call`, split after the thought."""
-    head = _render(tokenizer, conversation.messages, conversation.tools, True)
-    turn = {"role": "assistant", "content": conversation.thought, "tool_calls": [_chat_call(call)]}
+def _turn(thought: str, call: ToolCall) -> dict[str, Any]:
+    return {"role": "assistant", "content": thought, "tool_calls": [_chat_call(call)]}
+
+
+def _rest(
+    tokenizer: PreTrainedTokenizerBase,
+    conversation: DecisionConversation,
+    head: str,
+    turn: dict[str, Any],
+) -> str:
+    """The conversation rendered with `turn`, after `head` (its render with generation prompt)."""
     full = _render(tokenizer, [*conversation.messages, turn], conversation.tools, False)
-    prompt = head + conversation.thought
-    if not full.startswith(prompt):
+    if not full.startswith(head):
         raise ValueError(
             f"task {conversation.task_id}: the chat template does not render the assistant turn "
-            "as generation prompt + thought + call; decision points need that layout"
+            "after its generation prompt, so no decision point can be cut from it"
         )
-    return prompt, full[len(prompt) :]
+    return full[len(head) :]
+
+
+def _split(
+    tokenizer: PreTrainedTokenizerBase, conversation: DecisionConversation
+) -> tuple[str, str, str, bool]:
+    """(prompt, unsafe, safe, thought_rendered): the decision turn cut at the decision point.
+
+    A turn whose thought is `MARK` shows what the template writes before a thought (Qwen3: an
+    empty think block; gpt-oss: an analysis channel header) or that it drops the thought next
+    to a call (Llama 3). The rest of the turn with each call must follow the same prompt.
+    """
+    calls = (conversation.unsafe_call, conversation.safe_call)
+    head = _render(tokenizer, conversation.messages, conversation.tools, True)
+    marked = _rest(tokenizer, conversation, head, _turn(MARK, calls[0]))
+    rests = [
+        _rest(tokenizer, conversation, head, _turn(conversation.thought, call)) for call in calls
+    ]
+    before = marked[: marked.index(MARK)] if MARK in marked else None
+    rendered = before is not None or not conversation.thought
+    if before is None:
+        bare = [_rest(tokenizer, conversation, head, _turn("", call)) for call in calls]
+        if rests != bare:
+            raise ValueError(
+                f"task {conversation.task_id}: the chat template drops a marker thought next to "
+                "a call but not this thought, so the decision point is ambiguous"
+            )
+        cut = ""
+    elif conversation.thought or all(rest.startswith(before) for rest in rests):
+        cut = before + conversation.thought
+    else:
+        cut = ""
+    if not all(rest.startswith(cut) and len(rest) > len(cut) for rest in rests):
+        raise ValueError(
+            f"task {conversation.task_id}: the chat template does not render the decision turn "
+            "as one prompt (generation prompt, template text, thought) followed by each call"
+        )
+    unsafe, safe = (rest[len(cut) :] for rest in rests)
+    if unsafe == safe:
+        raise ValueError(f"task {conversation.task_id}: the unsafe and safe calls render the same")
+    return head + cut, unsafe, safe, rendered
 
 
 def _tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _tokens_before(tokenizer: PreTrainedTokenizerBase, prompt: str, text: str) -> tuple[int, int]:
+    """(n, end): the first n tokens of prompt + text end within the prompt, the last at `end`;
+    (0, 0) when the next token starts before `end` (a character split between tokens)."""
+    whole = tokenizer(prompt + text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = whole["offset_mapping"]
+    n = len(list(takewhile(lambda span: span[1] <= len(prompt), spans)))
+    end = spans[n - 1][1] if n else 0
+    return (n, end) if n < len(spans) and spans[n][0] >= end else (0, 0)
+
+
+def _token_cut(
+    tokenizer: PreTrainedTokenizerBase, task_id: str, prompt: str, continuations: list[str]
+) -> tuple[str, list[str], list[int], list[list[int]]]:
+    """(prompt, continuations, prompt_ids, continuation_ids) cut where the tokens of each
+    prompt + continuation part (see `EncodedDecision`)."""
+    own = _tokens(tokenizer, prompt)
+    wholes = [_tokens(tokenizer, prompt + text) for text in continuations]
+    if all(whole[: len(own)] == own and len(whole) > len(own) for whole in wholes):
+        return prompt, continuations, own, [whole[len(own) :] for whole in wholes]
+    cuts = {(0, 0)}  # a slow tokenizer has no offsets to cut by
+    if tokenizer.is_fast:
+        cuts = {_tokens_before(tokenizer, prompt, text) for text in continuations}
+    n, end = min(cuts)
+    if len(cuts) > 1 or n == 0 or wholes[0][:n] != wholes[1][:n]:
+        raise ValueError(
+            f"task {task_id}: the tokens of prompt + continuation do not part at one place "
+            "for both calls, so their log-probabilities would not be exact"
+        )
+    texts = [prompt[end:] + text for text in continuations]
+    return prompt[:end], texts, wholes[0][:n], [whole[n:] for whole in wholes]
+
+
 def encode_decision(
     conversation: DecisionConversation, tokenizer: PreTrainedTokenizerBase
 ) -> EncodedDecision:
     """Render `conversation` with the tokenizer's chat template and tokenize it (see the class)."""
-    prompt, unsafe = _continuation(tokenizer, conversation, conversation.unsafe_call)
-    prompt_again, safe = _continuation(tokenizer, conversation, conversation.safe_call)
-    if prompt != prompt_again:
-        raise ValueError(f"task {conversation.task_id}: prompts differ between the two calls")
-    prompt_ids = _tokens(tokenizer, prompt)
-    continuations = []
-    for text in (unsafe, safe):
-        ids = _tokens(tokenizer, prompt + text)
-        if ids[: len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
-            raise ValueError(
-                f"task {conversation.task_id}: the prompt's tokens are not a prefix of the "
-                "tokens of prompt + continuation, so its log-probability would not be exact"
-            )
-        continuations.append(ids[len(prompt_ids) :])
-    return EncodedDecision(conversation, prompt, unsafe, safe, prompt_ids, *continuations)
+    prompt, unsafe, safe, thought_rendered = _split(tokenizer, conversation)
+    prompt, (unsafe, safe), prompt_ids, (unsafe_ids, safe_ids) = _token_cut(
+        tokenizer, conversation.task_id, prompt, [unsafe, safe]
+    )
+    return EncodedDecision(
+        conversation, prompt, unsafe, safe, prompt_ids, unsafe_ids, safe_ids, thought_rendered
+    )
 
 
 def encode_decisions(

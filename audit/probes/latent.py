@@ -3,7 +3,8 @@
 States: the residual stream after the middle decoder layer (`hidden_states[(L + 1) // 2]` of a
 model with L layers; index 0 is the embeddings), at the last prompt token of each decision
 point. Each model uses its own middle layer, so models of different depth are compared at the
-same relative depth.
+same relative depth. Where a subject's chat template drops the thought next to a call (Llama 3),
+its prompts end at the generation prompt; `thought_dropped` counts those points per subject.
 
 Decision points: every held-out ambiguous task under each prefix in `prefixes` (default all
 three: the careful and hasty contexts give both classes even when the teacher is one-sided in
@@ -243,8 +244,10 @@ def latent(
     groups = np.array([point.task_id for point in points])
     states: dict[str, np.ndarray] = {}
     labels = np.zeros(len(points), dtype=int)
+    dropped: dict[str, int] = {}
     for subject, (model, tokenizer) in models.items():
         decisions = encode_decisions(points, tokenizer)
+        dropped[subject] = sum(not decision.thought_rendered for decision in decisions)
         pad_id = pad_token_id(tokenizer)
         states[subject] = decision_states(model, decisions, middle_layer(model), pad_id, batch_size)
         if subject == "teacher":
@@ -276,4 +279,5 @@ def latent(
         davies_bouldin={subject: db for subject, (db, _) in separation.items()},
         calinski_harabasz={subject: ch for subject, (_, ch) in separation.items()},
         scores={subject: values.tolist() for subject, values in scores.items()},
+        thought_dropped=dropped,
     )

@@ -145,17 +145,20 @@ def propensity(
     """Mean log-odds per subject on the decision points of `tasks` (default: held-out ambiguous)
     and the student-minus-control shift, paired by task (see the module docstring).
 
-    `models` must hold "student" and "control"; each model is scored with its own tokenizer.
+    `models` must hold "student" and "control"; each model is scored with its own tokenizer
+    (`thought_dropped` counts the points whose thought that tokenizer's chat template drops).
     `seed` picks the prefix's thoughts and seeds the bootstrap.
     """
     missing = [subject for subject in ("student", "control") if subject not in models]
     if missing:
         raise ValueError(f"propensity needs a {' and a '.join(missing)} model")
     conversations = decision_conversations(env, prefix, seed, tasks, sandbox_backend)
+    encoded = {
+        subject: encode_decisions(conversations, tokenizer)
+        for subject, (_, tokenizer) in models.items()
+    }
     per_task = {
-        subject: decision_log_odds(
-            model, tokenizer, encode_decisions(conversations, tokenizer), batch_size
-        )
+        subject: decision_log_odds(model, tokenizer, encoded[subject], batch_size)
         for subject, (model, tokenizer) in models.items()
     }
     return PropensityResult(
@@ -164,4 +167,8 @@ def propensity(
         mean_log_odds={subject: float(np.mean(values)) for subject, values in per_task.items()},
         shift=paired_mean_difference(per_task["student"], per_task["control"], n_boot, seed),
         per_task={subject: values.tolist() for subject, values in per_task.items()},
+        thought_dropped={
+            subject: sum(not d.thought_rendered for d in decisions)
+            for subject, decisions in encoded.items()
+        },
     )

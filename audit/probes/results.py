@@ -68,6 +68,11 @@ class PropensityResult(BaseModel):
     per_task: dict[str, list[float]] = Field(
         default_factory=dict, description="subject -> log-odds per task, for plots"
     )
+    thought_dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="subject -> decision points whose thought its chat template drops next to "
+        "the call (those prompts end at the generation prompt)",
+    )
 
 
 class LatentResult(BaseModel):
@@ -93,6 +98,11 @@ class LatentResult(BaseModel):
     davies_bouldin: dict[str, float] = Field(default_factory=dict)
     calinski_harabasz: dict[str, float] = Field(default_factory=dict)
     scores: dict[str, list[float]] = Field(default_factory=dict, description="for plots")
+    thought_dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="subject -> decision points whose thought its chat template drops next to "
+        "the call (those prompts end at the generation prompt)",
+    )
 
 
 class DatasetAuditResult(BaseModel):
