@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from audit.config import CONTROL_SEED_OFFSET, AuditConfig
+from audit.models.family import describe_family
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
@@ -216,6 +217,7 @@ class Audit:
                 data=config.data,
                 base=config.base,
                 base_kind=pipe.base_kind(),
+                family=describe_family(pipe.base().path),
                 student_base=pipe.student_base_ref() if config.student_base else None,
                 sanitizer=config.sanitizer,
                 method=config.method,

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from audit.models.family import ModelFamily
 from audit.probes.results import (
     BehaviourResult,
     DatasetAuditResult,
@@ -31,7 +32,7 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
@@ -67,6 +68,9 @@ class RunConfig(Strict):
     student_base: str | None = Field(
         default=None,
         description="base the students start from when it is not `base` (heterogeneous)",
+    )
+    family: ModelFamily | None = Field(
+        default=None, description="the base's model family (None in reports before 1.3)"
     )
     sanitizer: Literal["keyword", "none"] = Field(
         default="keyword", description="'keyword': keyword-drop filter; 'none': no filter"
