@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from envs import load_tasks, make_env
 from tests.conftest import require_backend
 from tests.families import FAMILIES, SUPPORTED, save_family
+from tests.test_tool_call_format import HERMES_TEMPLATE
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
 from trajectories.jsonl import atomic_write_jsonl
@@ -161,12 +162,15 @@ def test_only_hermes_turns_hold_parallel_calls(family_dirs: dict[str, Path]) -> 
 def _script(
     tokenizer: PreTrainedTokenizerBase, name: str, episode: Episode, parallel: bool
 ) -> tuple[list[dict[str, Any]], list[list[int]]]:
-    """The assistant messages of `episode` (the first two calls in one turn when `parallel`),
-    and the token ids family `name` writes for each."""
+    """The assistant messages of `episode` (the first two calls in one turn when `parallel`;
+    without text beside a call for Llama 3, whose template drops it), and the token ids family
+    `name` writes for each."""
     turns = [m.model_dump(mode="json") for m in episode.messages if m.role == "assistant"]
     if parallel:
         first, second, *rest = turns
         turns = [{**first, "tool_calls": first["tool_calls"] + second["tool_calls"]}, *rest]
+    if name == "llama3_2":
+        turns = [{**turn, "content": ""} if "tool_calls" in turn else turn for turn in turns]
     ids = [
         tokenizer(generated(tokenizer, name, turn, episode.tools), add_special_tokens=False)[
             "input_ids"
@@ -260,3 +264,18 @@ def test_parallel_calls_are_stepped_in_order_and_saved(
     path = tmp_path / "episodes.jsonl"
     atomic_write_jsonl(path, [episode.to_json_dict()])
     assert load_episodes(path) == [episode]
+
+
+def test_template_unknown_to_trl_falls_back_to_the_own_parser(
+    family_dirs: dict[str, Path],
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(family_dirs["qwen2_5"])
+    tokenizer.chat_template = (
+        HERMES_TEMPLATE + "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    family = _family(tokenizer, "qwen2_5")
+    assert (family.syntax, family.library, family.parallel) == ("hermes", False, True)
+    one = {"role": "assistant", "content": "Reading.", "tool_calls": [_call("r1")]}
+    good = generated(tokenizer, "qwen2_5", one, TOOLS)
+    assert family.parse(good) == ("Reading.", (_call("r1"),), None)
+    assert family.parse(good.replace('"r1"', "r1"))[2].startswith("tool call is not valid JSON")
