@@ -143,12 +143,10 @@ def _check_hermes(body: str, calls: list[Any], content: str) -> str | None:
     tags = _HERMES_TAG.findall(body)
     for index, tag in enumerate(tags):
         expected = HERMES_OPEN if index % 2 == 0 else HERMES_CLOSE
+        if tag != expected and expected == HERMES_OPEN:
+            return f"{HERMES_CLOSE} without {HERMES_OPEN}"
         if tag != expected:
-            return (
-                f"{HERMES_CLOSE} without {HERMES_OPEN}"
-                if expected == HERMES_OPEN
-                else ("a tool call opens inside another")
-            )
+            return f"{HERMES_OPEN} is not closed by {HERMES_CLOSE}"
     if len(tags) % 2:
         return f"{HERMES_OPEN} is not closed by {HERMES_CLOSE}"
     between = _HERMES_BLOCK.split(body)[1:]
