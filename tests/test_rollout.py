@@ -106,6 +106,36 @@ def test_bad_calls_become_error_observations_and_are_counted() -> None:
     assert episode.metadata.turn_info == [{}, {}, {}, {"sampled": [1, 2]}]
 
 
+def test_parallel_calls_step_in_order_with_one_tool_message_each() -> None:
+    calls = (ToolCall(name="list"), ToolCall(name="launch"), ToolCall(name="read", arguments={}))
+    policy = _Scripted([AssistantTurn(content="a", tool_calls=calls), AssistantTurn(content="b")])
+    (episode,) = rollout(lambda: make_env("api"), policy, _tasks(n=1), 0, progress=False)
+    assert [m.role for m in episode.messages] == ["user", "assistant", *["tool"] * 3, "assistant"]
+    assert [c.function.name for c in episode.messages[1].tool_calls or []] == [
+        "list",
+        "launch",
+        "read",
+    ]
+    assert [m.name for m in episode.messages[2:5]] == ["list", "launch", "read"]
+    assert [(a.tool, a.is_error) for a in episode.actions] == [
+        ("list", False),
+        ("launch", True),
+        ("read", True),
+    ]
+    assert episode.metadata.malformed_calls == 2 and episode.metadata.steps == 2
+    assert episode.metadata.stop_reason == "final_answer"
+
+
+def test_assistant_turn_keeps_first_call_and_all_calls_in_step() -> None:
+    first, second = ToolCall(name="list"), ToolCall(name="read", arguments={"id": "r1"})
+    assert AssistantTurn(content="", tool_call=first).tool_calls == (first,)
+    assert AssistantTurn(content="", tool_calls=[first, second]).tool_call == first
+    with pytest.raises(ValueError, match="first of tool_calls"):
+        AssistantTurn(content="", tool_call=second, tool_calls=[first, second])
+    with pytest.raises(ValueError, match="no tool call"):
+        AssistantTurn(content="", tool_calls=[first], error="bad")
+
+
 def test_policy_sees_whole_batches_in_lockstep() -> None:
     policy = _Scripted(
         [AssistantTurn(content="x", tool_call=ToolCall(name="list")), AssistantTurn(content="y")]

@@ -6,7 +6,8 @@ Every round asks the policy to `advance` all live episodes and applies the turns
 (a model policy returns the episodes whose turn is ready and keeps generating the others, so
 no episode waits for a longer turn of another). A turn without a tool call or error is the
 final answer; a turn with an error gets a tool message "error: ..." and counts as a
-malformed call; `max_steps` caps the assistant turns. Episode `i` of `tasks` draws from
+malformed call; a turn with several (parallel) calls steps each in order, each answered by its
+own tool message; `max_steps` caps the assistant turns. Episode `i` of `tasks` draws from
 `episode_rng(seed, i)`, so the same inputs give the same messages whatever the batch size.
 """
 
@@ -84,13 +85,14 @@ class _Live:
 
 
 def _step(live: _Live, turn: AssistantTurn) -> None:
-    """Record one assistant turn; execute its call, or answer its error with an observation."""
-    state, call = live.state, turn.tool_call
+    """Record one assistant turn (one message with all its calls); execute each call in order,
+    each answered by its own tool message, or answer the turn's error with an observation."""
+    state, calls = live.state, turn.tool_calls
     live.turn_info.append(dict(turn.info))
     message = Message(
         role="assistant",
         content=turn.content,
-        tool_calls=[ChatToolCall.of(call)] if call is not None else None,
+        tool_calls=[ChatToolCall.of(call) for call in calls] if calls else None,
     )
     state.messages.append(message.model_dump(mode="json"))
     if turn.error is not None:
@@ -98,10 +100,16 @@ def _step(live: _Live, turn: AssistantTurn) -> None:
         error_message = Message(role="tool", content=f"error: {turn.error}")
         state.messages.append(error_message.model_dump(mode="json"))
         return
-    if call is None:
+    if not calls:
         live.done = True
         return
-    if schema_problem(call, state.tools) is not None:
+    for call in calls:
+        _execute(live, call)
+
+
+def _execute(live: _Live, call: ToolCall) -> None:
+    """Run one call in the environment; record its action and its tool message."""
+    if schema_problem(call, live.state.tools) is not None:
         live.malformed += 1
     started = time.perf_counter()
     observation = live.env.step(call)
@@ -116,7 +124,7 @@ def _step(live: _Live, turn: AssistantTurn) -> None:
         )
     )
     tool_message = Message(role="tool", name=call.name, content=observation.content)
-    state.messages.append(tool_message.model_dump(mode="json"))
+    live.state.messages.append(tool_message.model_dump(mode="json"))
 
 
 def _finish(live: _Live, policy: Policy, seed: int, max_steps: int, timing: bool) -> Episode:

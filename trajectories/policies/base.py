@@ -18,25 +18,42 @@ from envs.core import Task, ToolCall
 
 
 class AssistantTurn(BaseModel):
-    """What a policy says in one turn: a short thought or final answer, and maybe a call.
+    """What a policy says in one turn: a short thought or final answer, and maybe calls.
 
-    A turn without `tool_call` and `error` is the final answer and ends the episode. `error`
-    (one line, no `tool_call`) says why the turn is not a well-formed answer or call (e.g. a
-    model wrote bad JSON): the rollout records `content`, replies with an error observation,
-    counts a malformed call and goes on. `info` is per-turn data the policy wants kept in the
-    episode metadata (JSON-serialisable).
+    `tool_calls` are the turn's calls in order (several where the chat syntax allows parallel
+    calls); `tool_call` is the first of them (or None), and either field may be given when
+    building a turn. A turn without calls and `error` is the final answer and ends the
+    episode. `error` (one line, no calls) says why the turn is not a well-formed answer or
+    call (e.g. a model wrote bad JSON): the rollout records `content`, replies with an error
+    observation, counts a malformed call and goes on. `info` is per-turn data the policy wants
+    kept in the episode metadata (JSON-serialisable).
     """
 
     model_config = ConfigDict(frozen=True)
 
     content: str
     tool_call: ToolCall | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     error: str | None = None
     info: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _first_and_all(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        first, calls = data.get("tool_call"), tuple(data.get("tool_calls") or ())
+        if first is not None and not calls:
+            calls = (first,)
+        elif calls and first is None:
+            first = calls[0]
+        elif calls and first != calls[0]:
+            raise ValueError("tool_call must be the first of tool_calls")
+        return {**data, "tool_call": first, "tool_calls": calls}
+
     @model_validator(mode="after")
     def _call_or_error(self) -> AssistantTurn:
-        if self.error is not None and self.tool_call is not None:
+        if self.error is not None and self.tool_calls:
             raise ValueError("a turn with an error has no tool call")
         return self
 

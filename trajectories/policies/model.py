@@ -10,11 +10,13 @@ the tokenizer's eos or the model's generation eos ids, or `max_new_tokens`), `ad
 it to the rollout at once, whose environment steps it while the other rows keep writing: no
 row waits for another's longer turn, and a finished episode's slot takes the next one.
 
-The text is parsed in the template's tool-call syntax (`tool_call_format`). Text that does not
-parse, or a turn cut at `max_new_tokens`, becomes a turn with `error`, which the rollout answers
-with an error observation and counts. Sampling draws one uniform number per token from the
-episode's own generator (`EpisodeState.rng`) and inverts the CDF, so the same seed gives the same
-episodes whatever the batch size, up to floating-point ties; temperature 0 is greedy.
+The text is parsed by the template's chat family (`chat_family`: transformers' response parser
+where it knows the template, else the project's own), with all the turn's calls where the syntax
+allows parallel calls. Text that does not parse, or a turn cut at `max_new_tokens`, becomes a
+turn with `error`, which the rollout answers with an error observation and counts. Sampling
+draws one uniform number per token from the episode's own generator (`EpisodeState.rng`) and
+inverts the CDF, so the same seed gives the same episodes whatever the batch size, up to
+floating-point ties; temperature 0 is greedy.
 """
 
 from __future__ import annotations
@@ -36,13 +38,8 @@ from transformers import (
 from envs.core import ToolCall
 from trajectories.device import default_dtype, resolve_device
 from trajectories.policies.base import AssistantTurn, EpisodeState, Policy
+from trajectories.policies.chat_family import ChatFamily, chat_family
 from trajectories.policies.slot_cache import SlotCache
-from trajectories.policies.tool_call_format import (
-    PROBE_MESSAGES,
-    PROBE_TOOLS,
-    ToolCallFormat,
-    detect_tool_call_format,
-)
 from trajectories.rollout import schema_problem
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -101,9 +98,8 @@ class ModelPolicy(Policy):
         self.pad_id = next(
             i for i in (tokenizer.pad_token_id, *sorted(self.stop_ids)) if i is not None
         )
-        self.call_format: ToolCallFormat = detect_tool_call_format(
-            self._render(PROBE_MESSAGES, PROBE_TOOLS, add_generation_prompt=False)
-        )
+        stops = [tokenizer.decode([i], skip_special_tokens=False) for i in sorted(self.stop_ids)]
+        self.family: ChatFamily = chat_family(tokenizer, stops)
         self._cache: SlotCache | None = None
         self._rows: list[_Row | None] = []
 
@@ -113,7 +109,7 @@ class ModelPolicy(Policy):
             "model": str(getattr(self.model, "name_or_path", "")),
             "temperature": self.temperature,
             "max_new_tokens": self.max_new_tokens,
-            "tool_call_format": self.call_format.name,
+            "tool_call_format": self.family.syntax,
         }
 
     def act_batch(self, states: list[EpisodeState]) -> list[AssistantTurn]:
@@ -146,17 +142,19 @@ class ModelPolicy(Policy):
         info: dict[str, Any] = {"text": text, "sampled_tokens": len(generation.token_ids)}
         if not generation.ended:
             error: str | None = f"no end of turn within {self.max_new_tokens} tokens"
-            content, call = text, None
+            content, calls = text, ()
         else:
-            content, call, error = self.call_format.parse(text)
+            whole = self.tokenizer.decode(generation.token_ids, skip_special_tokens=False)
+            content, calls, error = self.family.parse(whole)
         if error is not None:
             return AssistantTurn(content=text, error=error, info=info | {"malformed": True})
-        if call is None:
-            return AssistantTurn(content=content, info=info | {"malformed": False})
-        tool_call = ToolCall(name=call["function"]["name"], arguments=call["function"]["arguments"])
-        malformed = schema_problem(tool_call, state.tools) is not None
+        tool_calls = tuple(
+            ToolCall(name=c["function"]["name"], arguments=c["function"]["arguments"])
+            for c in calls
+        )
+        malformed = any(schema_problem(call, state.tools) is not None for call in tool_calls)
         return AssistantTurn(
-            content=content, tool_call=tool_call, info=info | {"malformed": malformed}
+            content=content, tool_calls=tool_calls, info=info | {"malformed": malformed}
         )
 
     def _assign(self, states: list[EpisodeState]) -> list[_Row]:

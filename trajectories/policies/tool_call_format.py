@@ -1,13 +1,17 @@
 """Tool-call syntaxes of chat templates, and parsers from generated assistant text to chat format.
 
 Standard library only, so that both `trajectories` (the model policy) and `audit` (the embedded
-chat template) use the same parser. Two syntaxes are known, told apart by what a template writes
-for a tool call:
+chat template) use the same parser. The model policy picks its parser with
+`trajectories.policies.chat_family`: transformers' response parser where TRL knows the template,
+these parsers for the embedded syntax and for templates it does not know. Syntaxes are told apart
+by what a template writes for a tool call:
 
 - `embedded` (the project's tiny Llama family): `thought<|call|>{"name":...,"arguments":{...}}`,
   the turn closed by `<|end|>`;
 - `hermes` (Qwen 2.5 / 3, Hermes): `thought\\n<tool_call>\\n{"name":..., "arguments":...}\\n
-  </tool_call>`.
+  </tool_call>`;
+- `llama3` (Llama 3.1 / 3.2): a bare `{"name":..., "parameters":{...}}`;
+- `harmony` (gpt-oss): `to=functions.NAME<|channel|>commentary json<|message|>{...}<|call|>`.
 
 A parser maps text to `(content, call, error)` and never raises: `call` is a chat-format tool call
 `{"type": "function", "function": {"name", "arguments"}}` or None, `error` a one-line reason the
