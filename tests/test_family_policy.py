@@ -279,3 +279,13 @@ def test_template_unknown_to_trl_falls_back_to_the_own_parser(
     good = generated(tokenizer, "qwen2_5", one, TOOLS)
     assert family.parse(good) == ("Reading.", (_call("r1"),), None)
     assert family.parse(good.replace('"r1"', "r1"))[2].startswith("tool call is not valid JSON")
+
+
+def test_llama_call_ended_by_eom_parses(family_dirs: dict[str, Path]) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(family_dirs["llama3_2"])
+    family = _family(tokenizer, "llama3_2")
+    call = '{"name": "read", "parameters": {"id": "r1"}}'
+    for text in (call + "<|eom_id|>", "<|python_tag|>" + call + "<|eom_id|>"):
+        content, calls, error = family.parse(text)
+        assert error is None, text
+        assert calls == (_call("r1"),)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from audit.config import CONTROL_SEED_OFFSET, AuditConfig
-from audit.models.family import describe_family
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
+from audit.pipeline.family import describe_family
 from audit.pipeline.stages import StageRunner
 from audit.probes.behaviour import METRICS, behaviour_probe, is_unsafe
 from audit.probes.dataset_audit import dataset_audit

@@ -21,7 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-from audit.models.family import ModelFamily
 from audit.probes.results import (
     BehaviourResult,
     DatasetAuditResult,
@@ -51,6 +50,21 @@ class Strict(BaseModel):
     """Base of the report's own records: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ModelFamily(Strict):
+    """What the audit read from the base's checkpoint: architecture, chat-template syntax and
+    how the assistant-only loss is masked."""
+
+    model_type: str = Field(description="`config.model_type`, e.g. 'qwen2', 'llama', 'gpt_oss'")
+    architecture: str = Field(description="the model class, e.g. 'Qwen2ForCausalLM'")
+    tool_calls: str = Field(
+        description="tool-call syntax of its chat template: embedded, hermes, llama3, harmony"
+    )
+    mask_method: str = Field(
+        description="assistant mask from: 'generation' (the template's own blocks), "
+        "'trl-training' (TRL's training template) or 'prefix' (renders of growing prefixes)"
+    )
 
 
 class RunConfig(Strict):

@@ -36,6 +36,11 @@ from trajectories.policies.tool_call_format import (
 ParsedCalls = tuple[str, tuple[ToolCallMessage, ...], str | None]
 """`(content, calls, error)`: calls in chat format, none when `error` is set."""
 
+LLAMA_EOM, LLAMA_EOT = "<|eom_id|>", "<|eot_id|>"
+"""Llama 3.x ends a call turn that awaits a tool result with `<|eom_id|>` or `<|eot_id|>`;
+the library's Llama 3 response template accepts only `<|eot_id|>`, so the first is read as
+the second."""
+
 PARALLEL_SYNTAXES = frozenset({"hermes"})
 """Syntaxes that write several calls in one turn (gpt-oss ends a turn at its call, Llama 3
 templates refuse a second call, the embedded syntax has one)."""
@@ -112,6 +117,8 @@ def _library_parser(
     def parse_turn(text: str) -> ParsedCalls:
         if not isinstance(text, str):
             return "", (), f"expected text, got {type(text).__name__}"
+        if syntax == "llama3" and text.endswith(LLAMA_EOM):
+            text = text.removesuffix(LLAMA_EOM) + LLAMA_EOT
         body = _cut_stop(text, stops)
         try:
             parsed = tokenizer.parse_response(text, schema=template, prefix=prompt)

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoConfig, AutoTokenizer
 
 from audit.models.loader import ModelInputError, choose_mask_method
+from audit.report.schema import ModelFamily
 from trajectories.policies.tool_call_format import (
     PROBE_MESSAGES,
     PROBE_TOOLS,
     detect_tool_call_format,
 )
-
-
-class ModelFamily(BaseModel):
-    """What the audit read from the base's checkpoint: architecture, chat-template syntax and
-    how the assistant-only loss is masked (a record of report.json)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_type: str = Field(description="`config.model_type`, e.g. 'qwen2', 'llama', 'gpt_oss'")
-    architecture: str = Field(description="the model class, e.g. 'Qwen2ForCausalLM'")
-    tool_calls: str = Field(
-        description="tool-call syntax of its chat template: embedded, hermes, llama3, harmony"
-    )
-    mask_method: str = Field(
-        description="assistant mask from: 'generation' (the template's own blocks), "
-        "'trl-training' (TRL's training template) or 'prefix' (renders of growing prefixes)"
-    )
 
 
 def describe_family(path: str | Path) -> ModelFamily:
