@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from trajectories.jsonl import InputError, read_jsonl
+from trajectories.keywords import read_keywords_file
+from trajectories.plugin import Command, is_command
 
 PROFILES = ("quick", "default", "paper")
 CONTROL_SEED_OFFSET = 1_000_000
@@ -57,7 +59,26 @@ class AuditConfig:
     )
     sanitizer: str = field(
         default="keyword",
-        metadata={"help": "'keyword' (drop episodes with a keyword hit) or 'none' (no filter)"},
+        metadata={
+            "help": "'keyword' (drop episodes with a keyword hit), 'none' (no filter), or "
+            "'cmd:PROGRAM ARGS' with {in} and {out}: your filter, reading episode JSONL at {in} "
+            "and writing episode JSONL at {out} (both arms go through it)"
+        },
+    )
+    keywords_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "keywords, one a line ('#' comments, @defaults adds the defaults), for the "
+            "keyword sanitizer and the hit counts; empty: trajectories.keywords.DEFAULT_KEYWORDS"
+        },
+    )
+    distill: str = field(
+        default="builtin",
+        metadata={
+            "help": "'builtin' (the TRL recipes of audit.training.distill) or 'cmd:PROGRAM ARGS' "
+            "with {data} {base} {out} [{seed}]: your recipe, writing a save_pretrained "
+            "directory at {out} (students and controls alike)"
+        },
     )
     profile: str = field(default="default", metadata={"help": "quick | default | paper"})
     backend: str = field(default="bwrap", metadata={"help": "sandbox backend for Bash"})
@@ -202,7 +223,18 @@ def validate(config: AuditConfig) -> None:
             isinstance(config.first_seed, int) and 0 <= config.first_seed < CONTROL_SEED_OFFSET,
             f"first_seed must be an integer in [0, {CONTROL_SEED_OFFSET})",
         ),
-        (config.sanitizer in ("keyword", "none"), "sanitizer must be keyword or none"),
+        (
+            config.sanitizer in ("keyword", "none") or is_command(config.sanitizer),
+            "sanitizer must be keyword, none or cmd:COMMAND",
+        ),
+        (
+            config.distill == "builtin" or is_command(config.distill),
+            "distill must be builtin or cmd:COMMAND",
+        ),
+        (
+            config.method == "sft" or not is_command(config.distill),
+            "method kd needs the builtin distill recipe (a cmd: recipe gets no teacher)",
+        ),
         (config.profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}"),
         (0 < config.alpha < 1, "alpha must be in (0, 1)"),
         (0 <= config.margin < 1, "margin must be in [0, 1)"),
@@ -230,6 +262,10 @@ def validate(config: AuditConfig) -> None:
         if not ok:
             raise InputError(message)
     _check_device(config.device)
+    sanitizer_command(config)
+    distill_command(config)
+    if config.keywords_file is not None:
+        read_keywords_file(config.keywords_file)
     _check_lora(config.lora)
     _check_kd_tokenizer(config)
     for ref, what in ((config.base, "base"), (config.student_base, "student_base")):
@@ -241,6 +277,22 @@ def validate(config: AuditConfig) -> None:
         raise InputError(f"student {config.student!r}: no such model directory")
     if config.data is not None:
         _check_data(Path(config.data))
+
+
+def sanitizer_command(config: AuditConfig) -> Command | None:
+    """The parsed `cmd:` sanitizer, or None for a built-in one; `PluginError` when bad."""
+    if not is_command(config.sanitizer):
+        return None
+    return Command.parse("--sanitizer", config.sanitizer, required=("in", "out"))
+
+
+def distill_command(config: AuditConfig) -> Command | None:
+    """The parsed `cmd:` distill recipe, or None for the builtin one; `PluginError` when bad."""
+    if not is_command(config.distill):
+        return None
+    return Command.parse(
+        "--distill", config.distill, required=("data", "base", "out"), optional=("seed",)
+    )
 
 
 def student_base_ref(config: AuditConfig) -> str:

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import DEFAULT_MAX_LENGTH, AuditConfig, parse_embedded, student_base_ref
+from audit.config import (
+    DEFAULT_MAX_LENGTH,
+    AuditConfig,
+    distill_command,
+    parse_embedded,
+    sanitizer_command,
+    student_base_ref,
+)
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.pipeline.content_key import content_key
+from audit.pipeline.plugins import command_distill, command_inputs, command_sanitize
 from audit.pipeline.stages import StageRunner, inputs_key
 from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher
@@ -26,7 +34,7 @@ from trajectories.device import resolve_device
 from trajectories.episode import Episode
 from trajectories.generate import select_tasks
 from trajectories.jsonl import InputError, atomic_write_jsonl
-from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher
+from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
 from trajectories.policies import get_policy
 from trajectories.rollout import rollout
 from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, sanitize_file
@@ -49,10 +57,11 @@ class Artifact:
 
 @dataclass(frozen=True)
 class SanitizedData:
-    """Sanitized episodes of one env and the sanitizer's report."""
+    """Sanitized episodes of one env, the sanitizer's report and which filter ran."""
 
     data: Artifact
     report: SanitizeReport
+    filter: str
 
 
 class AuditPipeline:
@@ -169,22 +178,40 @@ class AuditPipeline:
         return self._rollouts(name, teacher, env, tasks, seed)
 
     def sanitize(self, rollouts: Artifact) -> SanitizedData:
-        """Keyword-drop the rollouts with the default keyword list (`sanitizer = "keyword"`),
-        or keep them all and only count the hits (`sanitizer = "none"`)."""
-        mode = Mode.DROP if self.config.sanitizer == "keyword" else Mode.KEEP
-        inputs = {"rollouts": rollouts.key, "keywords": list(DEFAULT_KEYWORDS), "mode": mode}
+        """Keyword-drop the rollouts (`sanitizer = "keyword"`), keep them all and only count
+        the hits (`"none"`), or run the team's filter and count the hits it left (`"cmd:..."`,
+        `audit.pipeline.plugins.command_sanitize`). Keywords: `keywords_file`, else the
+        defaults."""
+        config = self.config
+        command = sanitizer_command(config)
+        keywords = (
+            read_keywords_file(config.keywords_file)
+            if config.keywords_file
+            else list(DEFAULT_KEYWORDS)
+        )
+        mode = Mode.DROP if config.sanitizer == "keyword" else Mode.KEEP
+        inputs: dict[str, Any] = {"rollouts": rollouts.key, "keywords": keywords, "mode": mode}
+        if config.keywords_file:
+            inputs["keywords_file"] = content_key(config.keywords_file, "keywords")
+        if command is not None:
+            inputs["filter"] = command_inputs(command)
 
         def work(path: Path) -> dict[str, Any]:
-            sanitizer = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), mode, Scope.ALL)
+            matcher = KeywordMatcher(keywords)
+            if command is not None:
+                out = path / "filtered.jsonl"
+                report = command_sanitize(command, rollouts.path, out, matcher)
+                return {"data": str(out), "report": report.model_dump(mode="json")}
             out = path / "sanitized.jsonl"
-            report = sanitize_file(rollouts.path, out, sanitizer)
+            report = sanitize_file(rollouts.path, out, Sanitizer(matcher, mode, Scope.ALL))
             if mode is Mode.DROP and not report.post_check.passed:
                 raise RuntimeError(f"sanitizer left {report.post_check.hits_after} hits in {out}")
             return {"data": str(out), "report": report.model_dump(mode="json")}
 
         record = self.runner.run("sanitize", inputs, work)
         report = SanitizeReport.model_validate(record.result["report"])
-        return SanitizedData(Artifact(Path(record.result["data"]), record.key), report)
+        data = Artifact(Path(record.result["data"]), record.key)
+        return SanitizedData(data, report, config.sanitizer)
 
     def user_model(self, path: str) -> Artifact:
         """The user's own model directory, checked, keyed by a manifest of its contents."""
@@ -210,8 +237,17 @@ class AuditPipeline:
             "epochs": config.student_epochs,
             **training_recipe(config),
         }
+        command = distill_command(config)
+        if command is not None:
+            inputs["distill"] = command_inputs(command)
 
         def work(path: Path) -> dict[str, Any]:
+            if command is not None:
+                paths = [artifact.path for artifact in data]
+                out = command_distill(
+                    command, paths, base.path, path / "student", seed, config.device
+                )
+                return {"model": str(out)}
             model = distill(
                 DistillConfig(
                     data=[artifact.path for artifact in data],

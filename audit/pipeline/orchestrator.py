@@ -42,6 +42,7 @@ from audit.report.schema import (
 )
 from audit.training.teacher import BIAS_ALPHA, UnsafeRate, bias_p_value, unsafe_rate
 from trajectories.episode import Episode
+from trajectories.plugin import is_command
 
 Log = Callable[[str], None]
 
@@ -219,7 +220,7 @@ class Audit:
                 base_kind=pipe.base_kind(),
                 family=describe_family(pipe.base().path),
                 student_base=pipe.student_base_ref() if config.student_base else None,
-                sanitizer=config.sanitizer,
+                sanitizer="cmd" if is_command(config.sanitizer) else config.sanitizer,
                 method=config.method,
                 envs=config.envs,
                 full=config.to_dict(),
@@ -344,6 +345,7 @@ def _sanitization_stats(env: str, seed: int, data: SanitizedData) -> Sanitizatio
         redacted=report.redacted,
         hits_by_keyword=report.hits_by_family,
         hits_after=report.post_check.hits_after,
+        filter=data.filter,
     )
 
 

@@ -31,7 +31,7 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
@@ -86,8 +86,10 @@ class RunConfig(Strict):
     family: ModelFamily | None = Field(
         default=None, description="the base's model family (None in reports before 1.3)"
     )
-    sanitizer: Literal["keyword", "none"] = Field(
-        default="keyword", description="'keyword': keyword-drop filter; 'none': no filter"
+    sanitizer: Literal["keyword", "none", "cmd"] = Field(
+        default="keyword",
+        description="'keyword': keyword-drop filter; 'none': no filter; 'cmd': the team's "
+        "filter command (named in each SanitizationStats.filter)",
     )
     method: Literal["sft", "kd"]
     envs: list[Env]
@@ -143,6 +145,11 @@ class SanitizationStats(Strict):
     redacted: int = Field(default=0, ge=0)
     hits_by_keyword: dict[str, int] = Field(description="hits in the input, per keyword family")
     hits_after: int = Field(ge=0, description="hits left in the written output; must be 0")
+    filter: str | None = Field(
+        default=None,
+        description="the filter that ran: 'keyword', 'none' or the team's 'cmd:...' command "
+        "(None in reports before 1.4)",
+    )
 
     @model_validator(mode="after")
     def _counts_add_up(self) -> SanitizationStats:

@@ -1,0 +1,84 @@
+"""The audit's two plug-in stages: the team's filter (`--sanitizer cmd:...`) and the team's
+training recipe (`--distill cmd:...`), run through `trajectories.plugin.Command`.
+
+The filter's output is what the student trains on; the project's keyword matcher then counts,
+without changing anything (`Mode.KEEP`), the hits in its input and the hits left in its
+output, so the report shows what the team's filter let through.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audit.models.loader import load_model_and_tokenizer
+from audit.pipeline.content_key import content_key
+from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
+from trajectories.keywords import KeywordMatcher
+from trajectories.plugin import Command, count_episodes
+from trajectories.sanitize import Mode, PostCheck, Sanitizer, SanitizeReport, Scope, Tally
+
+
+def command_inputs(command: Command) -> dict[str, Any]:
+    """Stage inputs of a plug-in: its spec and the content keys of the files it names (such
+    as its script), so an edited filter or recipe recomputes every stage downstream."""
+    return {
+        "command": command.spec,
+        "command_files": [content_key(path, "plugin") for path in command.files()],
+    }
+
+
+def command_sanitize(
+    command: Command, input: Path, output: Path, matcher: KeywordMatcher
+) -> SanitizeReport:
+    """Run the team's filter from `input` to `output` and count keyword hits before and after.
+
+    `PluginError` when it fails, writes no usable episodes, or writes more than it read.
+    """
+    output.unlink(missing_ok=True)
+    command.run({"in": input, "out": output})
+    kept = count_episodes(command, output)
+    counter = Sanitizer(matcher, Mode.KEEP, Scope.ALL)
+    tally = Tally()
+    for _ in counter.run(input, tally):
+        pass
+    if kept > tally.episodes_in:
+        raise command.fail(
+            f"wrote {kept} episodes from {tally.episodes_in}; a filter may only drop"
+        )
+    hits_after = counter.count_hits(output)
+    return SanitizeReport(
+        input=str(input),
+        output=str(output),
+        mode=Mode.KEEP,
+        scope=Scope.ALL,
+        keywords=list(matcher.keywords),
+        episodes_in=tally.episodes_in,
+        kept=kept,
+        dropped=tally.episodes_in - kept,
+        redacted=0,
+        hits_total=sum(tally.by_family.values()),
+        hits_by_family=dict(sorted(tally.by_family.items())),
+        hits_by_role=dict(sorted(tally.by_role.items())),
+        post_check=PostCheck(hits_after=hits_after, passed=hits_after == 0),
+    )
+
+
+def command_distill(
+    command: Command, data: Sequence[Path], base: Path, out: Path, seed: int, device: str
+) -> Path:
+    """Run the team's recipe on `data` (joined into one JSONL beside `out`) from `base` and
+    return `out`; `PluginError` when it fails or `out` holds no model that loads (on `device`)."""
+    joined = out.parent / "data.jsonl"
+    atomic_write_jsonl(joined, (row for path in data for _, row in read_jsonl(path)))
+    shutil.rmtree(out, ignore_errors=True)
+    command.run({"data": joined, "base": base, "out": out, "seed": seed})
+    if not (out / "config.json").is_file():
+        raise command.fail(f"wrote no config.json in {out}")
+    try:
+        load_model_and_tokenizer(out, device=device)
+    except InputError as err:
+        raise command.fail(f"wrote a model that does not load: {err}") from None
+    return out
