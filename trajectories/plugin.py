@@ -70,11 +70,11 @@ class Command:
         return cls(option, spec, argv)
 
     def files(self) -> list[Path]:
-        """The arguments without placeholders that name existing files (such as a script),
-        whose contents a stage key should include."""
-        return [
-            Path(arg) for arg in self.argv if not _PLACEHOLDER.search(arg) and Path(arg).is_file()
-        ]
+        """The program when it is given as a path, and its first argument when that is an
+        existing file (the script of `python x.py`): the code a stage key should hash."""
+        candidates = [self.argv[0]] if "/" in self.argv[0] else []
+        candidates += [arg for arg in self.argv[1:2] if not _PLACEHOLDER.search(arg)]
+        return [Path(arg) for arg in candidates if Path(arg).is_file()]
 
     def substitute(self, values: Mapping[str, str | Path | int]) -> list[str]:
         """The argument list with each `{name}` replaced by `values[name]`."""
