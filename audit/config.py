@@ -13,7 +13,7 @@ from typing import Any
 
 from trajectories.jsonl import InputError, read_jsonl
 from trajectories.keywords import read_keywords_file
-from trajectories.plugin import Command, is_command
+from trajectories.plugin import is_command
 
 PROFILES = ("quick", "default", "paper")
 CONTROL_SEED_OFFSET = 1_000_000
@@ -262,8 +262,7 @@ def validate(config: AuditConfig) -> None:
         if not ok:
             raise InputError(message)
     _check_device(config.device)
-    sanitizer_command(config)
-    distill_command(config)
+    _check_plugins(config)
     if config.keywords_file is not None:
         read_keywords_file(config.keywords_file)
     _check_lora(config.lora)
@@ -277,22 +276,6 @@ def validate(config: AuditConfig) -> None:
         raise InputError(f"student {config.student!r}: no such model directory")
     if config.data is not None:
         _check_data(Path(config.data))
-
-
-def sanitizer_command(config: AuditConfig) -> Command | None:
-    """The parsed `cmd:` sanitizer, or None for a built-in one; `PluginError` when bad."""
-    if not is_command(config.sanitizer):
-        return None
-    return Command.parse("--sanitizer", config.sanitizer, required=("in", "out"))
-
-
-def distill_command(config: AuditConfig) -> Command | None:
-    """The parsed `cmd:` distill recipe, or None for the builtin one; `PluginError` when bad."""
-    if not is_command(config.distill):
-        return None
-    return Command.parse(
-        "--distill", config.distill, required=("data", "base", "out"), optional=("seed",)
-    )
 
 
 def student_base_ref(config: AuditConfig) -> str:
@@ -346,6 +329,14 @@ def _check_kd_tokenizer(config: AuditConfig) -> None:
             f"method kd needs the teacher's tokenizer, and student_base "
             f"{config.student_base!r} has its own (another corpus); use method sft"
         )
+
+
+def _check_plugins(config: AuditConfig) -> None:
+    """Its `cmd:` plug-ins split, have their placeholders and name an existing program."""
+    from audit.pipeline.plugins import distill_command, sanitizer_command
+
+    sanitizer_command(config)
+    distill_command(config)
 
 
 def _check_device(spec: str) -> None:

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import (
-    DEFAULT_MAX_LENGTH,
-    AuditConfig,
-    distill_command,
-    parse_embedded,
-    sanitizer_command,
-    student_base_ref,
-)
+from audit.config import DEFAULT_MAX_LENGTH, AuditConfig, parse_embedded, student_base_ref
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.pipeline.content_key import content_key
-from audit.pipeline.plugins import command_distill, command_inputs, command_sanitize
+from audit.pipeline.plugins import (
+    command_distill,
+    command_inputs,
+    command_sanitize,
+    distill_command,
+    sanitizer_command,
+)
 from audit.pipeline.stages import StageRunner, inputs_key
 from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher

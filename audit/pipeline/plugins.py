@@ -1,5 +1,6 @@
-"""The audit's two plug-in stages: the team's filter (`--sanitizer cmd:...`) and the team's
-training recipe (`--distill cmd:...`), run through `trajectories.plugin.Command`.
+"""The audit's two plug-ins, the team's filter (`--sanitizer cmd:...`) and the team's training
+recipe (`--distill cmd:...`): parsed from the config, keyed, and run as the sanitize and
+student stages through `trajectories.plugin.Command`.
 
 The filter's output is what the student trains on; the project's keyword matcher then counts,
 without changing anything (`Mode.KEEP`), the hits in its input and the hits left in its
@@ -13,12 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audit.models.loader import load_model_and_tokenizer
+from audit.config import AuditConfig
 from audit.pipeline.content_key import content_key
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
 from trajectories.keywords import KeywordMatcher
-from trajectories.plugin import Command, count_episodes
+from trajectories.plugin import Command, count_episodes, is_command
 from trajectories.sanitize import Mode, PostCheck, Sanitizer, SanitizeReport, Scope, Tally
+
+
+def sanitizer_command(config: AuditConfig) -> Command | None:
+    """The parsed `cmd:` sanitizer, or None for a built-in one; `PluginError` when bad."""
+    if not is_command(config.sanitizer):
+        return None
+    return Command.parse("--sanitizer", config.sanitizer, required=("in", "out"))
+
+
+def distill_command(config: AuditConfig) -> Command | None:
+    """The parsed `cmd:` distill recipe, or None for the builtin one; `PluginError` when bad."""
+    if not is_command(config.distill):
+        return None
+    return Command.parse(
+        "--distill", config.distill, required=("data", "base", "out"), optional=("seed",)
+    )
 
 
 def command_inputs(command: Command) -> dict[str, Any]:
@@ -77,6 +94,8 @@ def command_distill(
     command.run({"data": joined, "base": base, "out": out, "seed": seed})
     if not (out / "config.json").is_file():
         raise command.fail(f"wrote no config.json in {out}")
+    from audit.models.loader import load_model_and_tokenizer
+
     try:
         load_model_and_tokenizer(out, device=device)
     except InputError as err:
