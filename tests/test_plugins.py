@@ -18,6 +18,7 @@ from audit.pipeline.artifacts import Artifact, AuditPipeline
 from audit.pipeline.plugins import command_distill, command_sanitize
 from audit.pipeline.stages import StageRunner
 from audit.report.schema import load_report
+from tests.conftest import require_backend
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
 from trajectories.keywords import KeywordMatcher
 from trajectories.plugin import Command, PluginError
@@ -65,6 +66,7 @@ def plugin_run(tmp_path_factory):
     """One audit through both plug-ins; its root (cache, out, marker), result and seconds.
     The tests of failing plug-ins reuse its cache (never a copy: the cache holds the Bash
     sandbox's root file system, whose device links a copy would follow)."""
+    require_backend("bwrap")
     root = tmp_path_factory.mktemp("plugins")
     marker = root / "marker"
     start = time.monotonic()
@@ -78,6 +80,8 @@ def plugin_run(tmp_path_factory):
     return root, result, time.monotonic() - start
 
 
+@pytest.mark.slow
+@pytest.mark.bwrap
 def test_an_audit_runs_the_teams_filter_and_recipe_on_both_arms(plugin_run):
     root, result, seconds = plugin_run
     assert result.returncode in (0, 1), result.stderr
@@ -96,6 +100,8 @@ def test_an_audit_runs_the_teams_filter_and_recipe_on_both_arms(plugin_run):
     print(f"plug-in audit: {seconds:.0f} s")
 
 
+@pytest.mark.slow
+@pytest.mark.bwrap
 def test_a_failing_filter_exits_2_naming_the_command_and_its_last_stderr_line(plugin_run):
     root, _, _ = plugin_run
     spec = f"cmd:{FAIL} {{in}} {{out}}"
@@ -107,6 +113,8 @@ def test_a_failing_filter_exits_2_naming_the_command_and_its_last_stderr_line(pl
     )
 
 
+@pytest.mark.slow
+@pytest.mark.bwrap
 def test_a_failing_recipe_exits_2_naming_the_command(plugin_run):
     root, _, _ = plugin_run
     spec = f"cmd:{FAIL} {{data}} {{base}} {{out}}"
