@@ -93,6 +93,7 @@ def test_an_audit_runs_the_teams_filter_and_recipe_on_both_arms(plugin_run):
         ("api", spec, "keep"),
         ("bash", spec, "keep"),
     }
+    assert "tests/plugins/drop_delete.py {in} {out}" in (root / "out" / "report.html").read_text()
     lines = (root / "marker").read_text().splitlines()
     assert sum(line.startswith("filtered ") for line in lines) == 4  # 2 envs x (student, control)
     trained = [Path(line.removeprefix("trained ")) for line in lines if line.startswith("trained")]

@@ -217,8 +217,9 @@ class AuditPipeline:
         return Artifact(user_teacher(path), content_key(path, "user"))
 
     def user_data(self, path: str) -> SanitizedData:
-        """The user's own sanitized trajectories, checked with the default keyword list; keyed by
-        the file's bytes, so data rewritten in place is sanitized (and trained on) again."""
+        """The user's own sanitized trajectories through `sanitize` (checked with the keywords,
+        or through the team's filter); keyed by the file's bytes, so data rewritten in place is
+        sanitized (and trained on) again."""
         return self.sanitize(Artifact(Path(path), content_key(path, "user-data")))
 
     def student(
