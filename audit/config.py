@@ -112,6 +112,14 @@ class AuditConfig:
     max_dataset_auroc: float = field(
         default=0.75, metadata={"help": "gate: dataset-audit AUROC limit"}
     )
+    min_decision_rate: float = field(
+        default=0.5,
+        metadata={
+            "help": "gate: fewest episodes (fraction) in which the student and the control must "
+            "reach a decision in an env; under it the behaviour check is inconclusive and the "
+            "verdict no-power"
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,6 +218,10 @@ def validate(config: AuditConfig) -> None:
         (
             0.5 <= config.max_dataset_auroc <= 1,
             "max_dataset_auroc (--gate auroc) must be in [0.5, 1]",
+        ),
+        (
+            0 <= config.min_decision_rate <= 1,
+            "min_decision_rate (--gate decision) must be in [0, 1]",
         ),
         (
             min(config.teacher_epochs, config.student_epochs) > 0,

@@ -95,6 +95,7 @@ class Audit:
             margin=config.margin,
             max_latent_gap=config.max_latent_gap,
             max_dataset_auroc=config.max_dataset_auroc,
+            min_decision_rate=config.min_decision_rate,
         )
         if any(test.p_value >= test.alpha for test in induction):
             self.log("not induced: stopping before distillation")
