@@ -11,7 +11,7 @@
 A JSONL file's format is the one of its first non-empty line: a `conversations` row is ShareGPT;
 a `messages` row is OpenAI when a tool call's arguments are a string or a message has a
 `tool_call_id`, else an episode. Every line must then be of that format; any other line is an
-`InputError` naming the file, the line and the format expected.
+`InputError` naming the file, the line and the format expected (the first line's).
 
 OpenAI and ShareGPT rows become episodes as follows: system messages are dropped (episodes have
 none), assistant text is its content (text parts joined), a tool message is named by the call
@@ -128,12 +128,14 @@ class RowError(ValueError):
 
 def is_openai(row: dict[str, Any]) -> bool:
     """Whether a `messages` row carries OpenAI's marks: string arguments or `tool_call_id`."""
-    for message in row.get("messages") or []:
+    messages = row.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict):
             continue
         if "tool_call_id" in message:
             return True
-        for call in message.get("tool_calls") or []:
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 return True
@@ -301,21 +303,27 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return
     label = LABELS[fmt]
     for lineno, row in read_jsonl(path):
-        if fmt is Format.EPISODE:
-            if row_format(row) is not Format.EPISODE:
-                found = LABELS[row_format(row)]
-                raise InputError(f"{path}:{lineno}: {found} row in a file of {label} rows")
-            yield lineno, row
-            continue
-        try:
-            yield lineno, _convert(fmt, row, f"{Path(path).stem}:{lineno}")
-        except ValidationError as err:
-            raise InputError(f"{path}:{lineno}: not a {label} row ({first_error(err)})") from None
-        except (RowError, json.JSONDecodeError) as err:
-            reason = (
-                f"bad JSON string ({err.msg})" if isinstance(err, json.JSONDecodeError) else err
-            )
-            raise InputError(f"{path}:{lineno}: bad {label} row ({reason})") from None
+        found = row_format(row)
+        if (found is Format.SHAREGPT) != (fmt is Format.SHAREGPT) or (
+            fmt is Format.EPISODE and found is not Format.EPISODE
+        ):
+            raise InputError(f"{path}:{lineno}: {LABELS[found]} format; expected {label} format")
+        yield lineno, row if fmt is Format.EPISODE else _converted(fmt, row, path, lineno)
+
+
+def _converted(fmt: Format, row: dict[str, Any], path: str | Path, lineno: int) -> dict[str, Any]:
+    """The episode JSON of line `lineno` of `path`, a row of `fmt`; `InputError` otherwise."""
+    label = LABELS[fmt]
+    try:
+        return _convert(fmt, row, f"{Path(path).stem}:{lineno}")
+    except ValidationError as err:
+        raise InputError(f"{path}:{lineno}: expected {label} format ({first_error(err)})") from None
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"{path}:{lineno}: expected {label} format (bad JSON string: {err.msg})"
+        ) from None
+    except RowError as err:
+        raise InputError(f"{path}:{lineno}: expected {label} format ({err})") from None
 
 
 def read_episodes(path: str | Path) -> list[Episode]:
