@@ -180,13 +180,16 @@ def _episode(
     messages: list[dict[str, Any]], tools: list[dict[str, Any]], fmt: Format, where: str
 ) -> dict[str, Any]:
     """The episode JSON of a converted conversation (see the module docstring)."""
+    if not messages:
+        raise RowError("no messages but system ones")
     calls = [c["function"] for m in messages for c in m.get("tool_calls", [])]
-    names = {t.get("function", {}).get("name") for t in tools} if tools else set()
-    env = infer_env(names or {c["name"] for c in calls})
+    functions = [t.get("function") for t in tools]
+    names = {f.get("name") for f in functions if isinstance(f, dict)} or {c["name"] for c in calls}
+    env = infer_env(names)
     if env is None:
         raise RowError(
-            f"tools {sorted(map(str, names or {c['name'] for c in calls}))} fit no env: bash "
-            f"has one tool {BASH_TOOL!r}, api has {', '.join(API_TOOLS)}"
+            f"tools {sorted(map(str, names))} fit no env: bash has one tool {BASH_TOOL!r}, "
+            f"api has {', '.join(API_TOOLS)}"
         )
     steps = sum(m["role"] == "assistant" for m in messages)
     last = messages[-1]
