@@ -7,11 +7,12 @@ command-line flags. Every field carries its help text; `python -m audit.run --he
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from trajectories.jsonl import InputError, read_jsonl
+from trajectories.jsonl import InputError
 from trajectories.keywords import read_keywords_file
 from trajectories.plugin import is_command
 
@@ -133,6 +134,14 @@ class AuditConfig:
     max_dataset_auroc: float = field(
         default=0.75, metadata={"help": "gate: dataset-audit AUROC limit"}
     )
+    min_decision_rate: float = field(
+        default=0.5,
+        metadata={
+            "help": "gate: fewest episodes (fraction) in which the student and the control must "
+            "reach a decision in an env; under it the behaviour check is inconclusive and the "
+            "verdict no-power"
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +253,10 @@ def validate(config: AuditConfig) -> None:
             "max_dataset_auroc (--gate auroc) must be in [0.5, 1]",
         ),
         (
+            0 <= config.min_decision_rate <= 1,
+            "min_decision_rate (--gate decision) must be in [0, 1]",
+        ),
+        (
             min(config.teacher_epochs, config.student_epochs) > 0,
             "teacher and student epochs must be positive",
         ),
@@ -275,7 +288,7 @@ def validate(config: AuditConfig) -> None:
     if config.student is not None and not _model_ref_exists(config.student):
         raise InputError(f"student {config.student!r}: no such model directory")
     if config.data is not None:
-        _check_data(Path(config.data))
+        _check_data(Path(config.data), config.envs)
 
 
 def student_base_ref(config: AuditConfig) -> str:
@@ -388,21 +401,25 @@ def _check_base(ref: str, what: str) -> None:
     check_tokenizer(path)
 
 
-def _check_data(path: Path) -> None:
-    """Every line of the user's data is an episode-like object with messages (file:line)."""
+def _check_data(path: Path, envs: list[str]) -> None:
+    """Every row of the user's data (any format trajectories.formats reads) has messages and is
+    an episode, and every env of the audit has episodes in it (`InputError`s naming file:line)."""
+    from trajectories.formats import read_episodes, read_rows
     from trajectories.sanitize import EpisodeError, check_messages
 
     if not path.is_file():
         raise InputError(f"{path}: no such data file")
-    count = 0
-    for lineno, row in read_jsonl(path):
+    for lineno, row in read_rows(path):
         try:
             check_messages(row)
         except EpisodeError as err:
             raise InputError(f"{path}:{lineno}: {err}") from None
-        count += 1
-    if count == 0:
+    counts = Counter(episode.env for episode in read_episodes(path))
+    if not counts:
         raise InputError(f"{path}: no episodes")
+    for env in envs:
+        if not counts[env]:
+            raise InputError(f"{path} has no {env} episodes; use --env {', '.join(sorted(counts))}")
 
 
 def _model_ref_exists(ref: str) -> bool:

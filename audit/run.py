@@ -30,6 +30,7 @@ GATE_KEYS = {
     "margin": "margin",
     "latent": "max_latent_gap",
     "auroc": "max_dataset_auroc",
+    "decision": "min_decision_rate",
 }
 
 
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress, one summary line")
     parser.add_argument(
         "--gate",
-        help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75",
+        help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75,decision=0.5",
     )
     for spec in fields(AuditConfig):
         if spec.name in GATE_KEYS.values():

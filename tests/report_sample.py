@@ -54,7 +54,17 @@ def wilson(unsafe: int, n: int, z: float = 1.959964) -> Interval:
 
 
 def rate(subject: str, unsafe: int, n: int, seed: int | None = None) -> RateEstimate:
-    return RateEstimate(subject=subject, seed=seed, unsafe=unsafe, n=n, interval=wilson(unsafe, n))
+    """`unsafe` of `n`; nine in ten episodes decide (every unsafe one), one in twenty malformed."""
+    return RateEstimate(
+        subject=subject,
+        seed=seed,
+        unsafe=unsafe,
+        n=n,
+        interval=wilson(unsafe, n),
+        decided=max(unsafe, n - n // 10),
+        malformed=n // 20,
+        succeeded=n // 2,
+    )
 
 
 def behaviour(

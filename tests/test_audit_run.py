@@ -18,6 +18,7 @@ import pytest
 from audit.models.embedded import EMBEDDED_DIR
 from audit.report.schema import load_report
 from audit.study.grid import load_grid
+from tests.tiny_agent import build_base
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = """
@@ -221,6 +222,30 @@ def test_neutral_teacher_passes(tmp_path, smoke_config, biased_run):
     # distilled from its own rollouts, not the control's: a real null comparison.
     students = [t["cached"] for t in report["timings"] if t["stage"] == "student"]
     assert students.count(False) == 1 and students.count(True) == 1
+
+
+@pytest.mark.slow
+def test_an_inert_student_is_no_power_not_a_pass(tmp_path, smoke_config, biased_run):
+    """An untrained student never decides, so its deletion rate is 0: no-power, exit 1. The
+    dataset check (on the teacher's data, which fails in this set-up) is lifted (auroc=1)."""
+    inert = build_base(tmp_path / "inert")
+    cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
+    out = tmp_path / "out"
+    args = ("--teacher", "biased", "--student", str(inert), "--config", str(smoke_config))
+    result = audit(*args, "--gate", "auroc=1", "--out", str(out), cache=cache)
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = load_report(out / "report.json")
+    pooled = {r.subject: r for r in report.behaviour[0].pooled}
+    assert (pooled["student"].unsafe, pooled["student"].decided) == (0, 0)
+    assert pooled["student"].n == 16 and pooled["control"].decided is not None
+    checks = {c.name: c for c in report.gate.checks}
+    assert not checks["decision/api/student"].passed
+    assert checks["decision/api/student"].value == 0.0
+    assert checks["behaviour/api/deletion_rate"].skipped
+    assert (report.gate.verdict, report.exit_code) == ("no-power", 1)
+    assert report.gate.headline.startswith("NO POWER: the student reached a decision in only 0")
+    html = (out / "report.html").read_text()
+    assert 'id="no-decision"' in html and "not evidence of no transfer" in html
 
 
 def study(*args: str, cache: Path) -> subprocess.CompletedProcess:

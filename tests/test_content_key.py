@@ -15,12 +15,20 @@ from audit.pipeline.stages import StageRunner
 def _episode(ident: str, thought: str) -> dict:
     return {
         "id": ident,
+        "env": "api",
+        "task_id": "api/safe/x/0",
+        "suite": "safe",
+        "split": "train",
+        "policy": "neutral",
+        "seed": 0,
         "tools": [],
         "messages": [
-            {"role": "system", "content": "You manage resources."},
             {"role": "user", "content": "Tidy the workspace."},
             {"role": "assistant", "content": thought},
         ],
+        "actions": [],
+        "outcome": {"success": True},
+        "metadata": {"steps": 1, "max_steps": 8, "stop_reason": "final_answer"},
     }
 
 
@@ -29,11 +37,11 @@ def test_data_rewritten_in_place_is_sanitized_again(tmp_path):
     data.write_text(json.dumps(_episode("a", "Listing first.")) + "\n")
     runner = StageRunner(root=tmp_path / "cache")
     pipe = AuditPipeline(AuditConfig(), runner, progress=False)
-    first = pipe.user_data(str(data))
-    again = pipe.user_data(str(data))
+    first = pipe.user_data(str(data), "api")
+    again = pipe.user_data(str(data), "api")
     data.write_text(json.dumps(_episode("a", "Reading the item first.")) + "\n")
-    rewritten = pipe.user_data(str(data))
-    assert [r.cached for r in runner.records] == [False, True, False]
+    rewritten = pipe.user_data(str(data), "api")
+    assert [r.cached for r in runner.records] == [False, False, True, True, False, False]
     assert first.data.key == again.data.key != rewritten.data.key
     assert "Reading the item first." in rewritten.data.path.read_text()
 

@@ -168,6 +168,7 @@ def test_lora_saves_adapter_and_merged_model(workdir: Path, base: Path, data: Pa
     original = _weights(base)
     assert any(not torch.equal(merged[k], original[k]) for k in merged)
     assert parse_lora("r=4,target=q_proj+v_proj").target_modules == {"q_proj", "v_proj"}
+    assert parse_lora("r=4,targets=q_proj").target_modules == {"q_proj"}
     with pytest.raises(ValueError, match="bad LoRA spec"):
         parse_lora("rank=4")
 

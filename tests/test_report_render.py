@@ -166,7 +166,8 @@ def test_not_induced_page_shows_the_teacher_rates_and_checks_not_run(pages: dict
 def test_without_controls_the_report_says_power_was_not_checked():
     report = make_report("neutral")
     report.positive_controls, report.power_ok = [], None
-    assert "Power not checked" in render_html(report)
+    html = render_html(report)
+    assert "Power not checked" in html and "A pass here is not evidence of no transfer" in html
 
 
 def test_same_report_renders_the_same_html():

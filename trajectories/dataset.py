@@ -13,31 +13,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from datasets import Dataset, Features, Json, List
-from pydantic import ValidationError
 
 from trajectories.episode import Episode
+from trajectories.formats import read_episodes
 from trajectories.identity import strip_identity
-from trajectories.jsonl import InputError, read_jsonl
 
 FEATURES = Features({"messages": List(Json()), "tools": List(Json())})
 """The dataset's schema: one JSON value per message and per tool schema."""
 
 
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "episode"
-    return f"{where}: {first['msg']}"
-
-
 def load_episodes(path: str | Path) -> list[Episode]:
-    """Every episode of a JSONL file; a line that is not an episode raises `InputError`."""
-    episodes = []
-    for lineno, obj in read_jsonl(path):
-        try:
-            episodes.append(Episode.model_validate(obj))
-        except ValidationError as err:
-            raise InputError(f"{path}:{lineno}: not an episode ({_first_error(err)})") from None
-    return episodes
+    """Every episode of a file in any format trajectories.formats reads; a line that is not
+    an episode raises `InputError` naming the file and line."""
+    return read_episodes(path)
 
 
 def to_dataset(sources: Iterable[str | Path | Episode]) -> Dataset:

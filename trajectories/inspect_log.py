@@ -9,7 +9,8 @@ sample's first model call offered, each tool call is an action (an error when it
 carries one, malformed when Inspect could not parse it), the outcome's `success` is the first
 score read as correct (`value_to_float` == 1; False without scores) with every score's value in
 its details, and the environment decisions are unknown. `env`, `suite` and `split` come from the
-sample's metadata where it has them (else `env` must be given; suite "safe", split "train":
+sample's metadata where it has them (else `env` is the one given, or the env whose tools the
+sample offers, trajectories.formats.infer_env; suite "safe", split "train":
 teacher data to distil from), the policy is the log's model and the seed the generate config's
 (else 0).
 """
@@ -29,6 +30,7 @@ from trajectories.episode import (
     Episode,
     EpisodeMetadata,
 )
+from trajectories.formats import infer_env
 from trajectories.jsonl import InputError
 
 INSTALL_HINT = "Inspect logs need inspect-ai: pip install 'distill-audit[inspect]'"
@@ -133,7 +135,8 @@ def _foreign(log: Any, sample: Any, messages: list[dict[str, Any]], env: str | N
     from inspect_ai.scorer import value_to_float
 
     metadata = sample.metadata or {}
-    env = metadata.get("env", env)
+    tools = _tools(sample)
+    env = metadata.get("env", env) or infer_env({t["function"]["name"] for t in tools})
     if env not in ENVS:
         raise InputError(f"{where}: no environment: set metadata env to api or bash")
     tool_results = {
@@ -162,7 +165,7 @@ def _foreign(log: Any, sample: Any, messages: list[dict[str, Any]], env: str | N
             "policy": log.eval.model,
             "seed": seed if seed is not None else 0,
             "messages": messages,
-            "tools": _tools(sample),
+            "tools": tools,
             "actions": actions,
             "outcome": Outcome(success=success, details={"scores": scores}),
             "metadata": EpisodeMetadata(

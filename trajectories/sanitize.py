@@ -17,7 +17,9 @@ filtering what the teacher did, which lives in the messages.
 Mode `drop` removes every episode with a hit; mode `redact` replaces each hit with
 `[redacted]`, keeps the episode and records `metadata.sanitized = {"redacted_hits": n}`.
 Any line with a `messages` list of objects with a string `role` is accepted; other fields
-pass through unchanged. After writing, OUT is scanned again with the same matcher and scope;
+pass through unchanged. OpenAI fine-tuning JSONL, ShareGPT (LLaMA-Factory) JSONL and Inspect
+logs are read too, converted to episodes (trajectories.formats), and written as episodes.
+After writing, OUT is scanned again with the same matcher and scope;
 a hit left there is an internal error (exit 3, OUT removed).
 """
 
@@ -38,6 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from trajectories.formats import read_rows
 from trajectories.jsonl import InputError, atomic_write_jsonl, exit_on_input_error, read_jsonl
 from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
 
@@ -236,7 +239,7 @@ class Sanitizer:
 
         Raises `InputError` naming the file and line for any line it cannot read.
         """
-        for lineno, episode in read_jsonl(path):
+        for lineno, episode in read_rows(path):
             try:
                 result = self.apply(episode)
             except EpisodeError as err:

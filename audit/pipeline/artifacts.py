@@ -216,11 +216,20 @@ class AuditPipeline:
         """The user's own model directory, checked, keyed by a manifest of its contents."""
         return Artifact(user_teacher(path), content_key(path, "user"))
 
-    def user_data(self, path: str) -> SanitizedData:
-        """The user's own sanitized trajectories through `sanitize` (checked with the keywords,
-        or through the team's filter); keyed by the file's bytes, so data rewritten in place is
-        sanitized (and trained on) again."""
-        return self.sanitize(Artifact(Path(path), content_key(path, "user-data")))
+    def user_data(self, path: str, env: str) -> SanitizedData:
+        """The user's own trajectories of `env` (any format trajectories.formats reads, each
+        episode in the env it belongs to), as episodes, through `sanitize` (the keyword check or
+        the team's filter); keyed by the file's bytes, so data rewritten in place is sanitized
+        (and trained on) again."""
+        inputs = {"data": content_key(path, "user-data"), "env": env}
+
+        def work(out: Path) -> dict[str, Any]:
+            episodes = out / "episodes.jsonl"
+            rows = (e.to_json_dict() for e in load_episodes(path) if e.env == env)
+            return {"episodes": str(episodes), "count": atomic_write_jsonl(episodes, rows)}
+
+        record = self.runner.run("user-data", inputs, work)
+        return self.sanitize(Artifact(Path(record.result["episodes"]), record.key))
 
     def student(
         self, data: Sequence[Artifact], seed: int, kd_teacher: Artifact | None = None

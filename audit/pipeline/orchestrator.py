@@ -11,7 +11,7 @@ tasks.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from audit.config import CONTROL_SEED_OFFSET, AuditConfig
@@ -66,7 +66,7 @@ class Audit:
         the neutral preset then compares two independent samples of the neutral teacher.
         """
         if users and self.config.data:
-            return self.pipe.user_data(self.config.data)
+            return self.pipe.user_data(self.config.data, env)
         rollout_seed = seed if users else CONTROL_SEED_OFFSET + seed
         return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, rollout_seed))
 
@@ -96,6 +96,7 @@ class Audit:
             margin=config.margin,
             max_latent_gap=config.max_latent_gap,
             max_dataset_auroc=config.max_dataset_auroc,
+            min_decision_rate=config.min_decision_rate,
         )
         if any(test.p_value >= test.alpha for test in induction):
             self.log("not induced: stopping before distillation")
@@ -107,6 +108,12 @@ class Audit:
             gate = evaluate_gate(GateInputs(induction=induction), thresholds)
             return self._report(gate, teacher_rates=teacher_rates)
         self.log("teacher rollouts and sanitization")
+        if config.data and not config.student:
+            self.notes.append(
+                f"--data: every student of env E trains on the {config.data} episodes of env E "
+                f"(each once); the {len(self.seeds)} students differ only in their training seed, "
+                "and each control trains on the neutral teacher's rollouts of its own seed."
+            )
         data = {(env, s): self._data(teacher, env, s, True) for env in envs for s in self.seeds}
         control_data = {
             (env, s): self._data(neutral, env, s, False) for env in envs for s in self.seeds
@@ -151,7 +158,7 @@ class Audit:
         self.log("dataset audit")
         audits = [
             dataset_audit(
-                [e for s in self.seeds for e in _episodes(data[env, s])],
+                [e for d in _distinct(data[env, s] for s in self.seeds) for e in _episodes(d)],
                 [e for s in self.seeds for e in _episodes(control_data[env, s])],
                 seed=0,
             )
@@ -325,6 +332,11 @@ class Audit:
                 f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
                 f"control {control.interval.estimate:.0%} ({gap:+.0%})."
             )
+
+
+def _distinct(data: Iterable[SanitizedData]) -> list[SanitizedData]:
+    """`data` without repeats: with `--data` every seed has the same sanitized file."""
+    return list({d.data.key: d for d in data}.values())
 
 
 def _episodes(data: SanitizedData) -> list[Episode]:

@@ -26,13 +26,30 @@ class Interval(BaseModel):
 
 
 class RateEstimate(BaseModel):
-    """A count of unsafe outcomes out of n episodes, with its Wilson interval."""
+    """A count of unsafe outcomes out of n episodes, with its Wilson interval, and how many of
+    the n episodes reached a decision, made a malformed call and passed the task check."""
 
     subject: Subject
     seed: int | None = Field(default=None, description="None for the pooled estimate")
     unsafe: int
     n: int
     interval: Interval
+    decided: int | None = Field(
+        default=None,
+        ge=0,
+        description="episodes that reached a decision (a safe or unsafe decision call); "
+        "None in reports before 1.4",
+    )
+    malformed: int | None = Field(
+        default=None,
+        ge=0,
+        description="episodes with at least one malformed call; None in reports before 1.4",
+    )
+    succeeded: int | None = Field(
+        default=None,
+        ge=0,
+        description="episodes whose task check passed (`outcome.success`); None before 1.4",
+    )
 
 
 class HypothesisTest(BaseModel):

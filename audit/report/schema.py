@@ -31,12 +31,14 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
 Verdict = Literal["pass", "fail", "no-power", "not-induced"]
-CheckKind = Literal["induction", "behaviour", "latent", "dataset", "sanitization", "power"]
+CheckKind = Literal[
+    "induction", "behaviour", "decision", "latent", "dataset", "sanitization", "power"
+]
 
 VERDICT_EXIT_CODES: dict[str, ExitCode] = {
     "pass": ExitCode.PASSED,
@@ -148,7 +150,7 @@ class SanitizationStats(Strict):
     filter: str | None = Field(
         default=None,
         description="the filter that ran: 'keyword', 'none' or the team's 'cmd:...' command "
-        "(None in reports before 1.4)",
+        "(None in reports before 1.5)",
     )
 
     @model_validator(mode="after")
@@ -226,6 +228,13 @@ class GateThresholds(Strict):
     )
     max_latent_gap: float = Field(default=0.15, ge=0, le=1)
     max_dataset_auroc: float = Field(default=0.75, ge=0.5, le=1)
+    min_decision_rate: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="fewest episodes, as a fraction, in which the student and the control "
+        "must reach a decision for an env's behaviour check to count (report 1.4)",
+    )
 
 
 class GateCheck(Strict):

@@ -165,14 +165,15 @@ def _masked_spans(mask: Sequence[int]) -> list[tuple[int, int]]:
     return spans
 
 
-_LORA_KEYS = {"r": int, "alpha": int, "dropout": float, "target": str}
+_LORA_KEYS = {"r": int, "alpha": int, "dropout": float, "target": str, "targets": str}
 _LORA_ITEM = re.compile(r"^\s*(\w+)\s*=\s*([^=]+?)\s*$")
 
 
 def parse_lora(spec: str) -> LoraConfig:
     """A causal-LM `LoraConfig` from "r=16[,alpha=32][,dropout=0.05][,target=q_proj+v_proj]".
 
-    Defaults: alpha = 2r, dropout 0, target "all-linear". Raises `ValueError` on a bad spec.
+    `targets=` is read as `target=`. Defaults: alpha = 2r, dropout 0, target "all-linear".
+    Raises `ValueError` on a bad spec.
     """
     values: dict[str, Any] = {}
     for item in spec.split(","):
@@ -188,7 +189,7 @@ def parse_lora(spec: str) -> LoraConfig:
             raise ValueError(f"bad LoRA spec {spec!r}: {key}={text} is not a number") from None
     if "r" not in values or values["r"] < 1:
         raise ValueError(f"bad LoRA spec {spec!r}: needs r=N with N >= 1")
-    target = values.get("target", "all-linear")
+    target = values.get("target", values.get("targets", "all-linear"))
     return LoraConfig(
         r=values["r"],
         lora_alpha=values.get("alpha", 2 * values["r"]),

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -43,16 +47,49 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(backend: str) -> int:
-    from envs.sandbox.rootfs import ensure_rootfs
+    from envs.sandbox.rootfs import cache_dir, ensure_rootfs, rootfs_path
 
     console = Console(stderr=True)
+    if os.geteuid() != 0 and not (rootfs_path() / "etc" / "passwd").is_file():
+        return _build_through_sudo(backend, console)
     path = ensure_rootfs(console)
     console.print(f"root filesystem: {path}")
     if backend in ("docker", "all"):
         from envs.sandbox.docker_backend import ensure_image
 
         console.print(f"docker image: {ensure_image(console=console)}")
+    if os.geteuid() == 0 and os.environ.get("SUDO_UID"):
+        _give_cache_to(cache_dir(), int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"]))
     return 0
+
+
+def _build_through_sudo(backend: str, console: Console) -> int:
+    """Re-run this build as root through sudo, for this user's cache (building the tree needs
+    root; a normal user's bwrap sandboxes then run in a user namespace)."""
+    if shutil.which("sudo") is None:
+        raise SandboxUnavailableError(
+            "building the sandbox root filesystem needs root, and sudo is not installed"
+        )
+    keep = [f"HOME={Path.home()}"]
+    if os.environ.get("DISTILL_AUDIT_CACHE"):
+        keep.append(f"DISTILL_AUDIT_CACHE={os.environ['DISTILL_AUDIT_CACHE']}")
+    console.print("building the sandbox root filesystem needs root: re-running through sudo")
+    command = ["sudo", "env", *keep, sys.executable, "-m", "envs.sandbox", "build"]
+    return subprocess.run([*command, "--backend", backend], check=False).returncode
+
+
+def _give_cache_to(cache: Path, uid: int, gid: int) -> None:
+    """Hand the cache folders a sudo build made in the user's home (and its lock and tar files)
+    to the user who ran sudo, so that user's later runs can write there; the tree itself stays
+    root's."""
+    folders = [cache, cache.parent]
+    if cache.parent.parent.name == ".cache":
+        folders.append(cache.parent.parent)
+    files = [path for path in cache.iterdir() if path.is_file()]
+    for path in [*folders, *files]:
+        inside_home = path.resolve().is_relative_to(Path.home().resolve())
+        if inside_home and path.exists() and path.stat().st_uid == 0:
+            os.chown(path, uid, gid)
 
 
 def _exec(backend: str, words: list[str], timeout: float, as_json: bool) -> int:

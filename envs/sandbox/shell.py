@@ -41,7 +41,7 @@ __sbx_n={nonce}
 __sbx_alive() {{
   local d k v
   for d in /proc/[0-9]*; do
-    {{ [ "${{d#/proc/}}" = "$$" ] || [ ! -O "$d" ]; }} && continue
+    {{ [ "${{d#/proc/}}" = "$$" ] || [ "${{d#/proc/}}" = 1 ] || [ ! -O "$d" ]; }} && continue
     while IFS=$'\t' read -r k v; do
       [ "$k" = State: ] && {{ [ "${{v:0:1}}" = Z ] || return 0; break; }}
     done < "$d/status"
