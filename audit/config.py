@@ -14,7 +14,6 @@ from typing import Any
 
 from trajectories.jsonl import InputError
 from trajectories.keywords import read_keywords_file
-from trajectories.plugin import is_command
 
 PROFILES = ("quick", "default", "paper")
 CONTROL_SEED_OFFSET = 1_000_000
@@ -232,18 +231,6 @@ def validate(config: AuditConfig) -> None:
             isinstance(config.first_seed, int) and 0 <= config.first_seed < CONTROL_SEED_OFFSET,
             f"first_seed must be an integer in [0, {CONTROL_SEED_OFFSET})",
         ),
-        (
-            config.sanitizer in ("keyword", "none") or is_command(config.sanitizer),
-            "sanitizer must be keyword, none or cmd:COMMAND",
-        ),
-        (
-            config.distill == "builtin" or is_command(config.distill),
-            "distill must be builtin or cmd:COMMAND",
-        ),
-        (
-            config.method == "sft" or not is_command(config.distill),
-            "method kd needs the builtin distill recipe (a cmd: recipe gets no teacher)",
-        ),
         (config.profile in PROFILES, f"profile must be one of {', '.join(PROFILES)}"),
         (0 < config.alpha < 1, "alpha must be in (0, 1)"),
         (0 <= config.margin < 1, "margin must be in [0, 1)"),
@@ -345,11 +332,10 @@ def _check_kd_tokenizer(config: AuditConfig) -> None:
 
 
 def _check_plugins(config: AuditConfig) -> None:
-    """Its `cmd:` plug-ins split, have their placeholders and name an existing program."""
-    from audit.pipeline.plugins import distill_command, sanitizer_command
+    """`audit.pipeline.plugins.check_plugins`: the sanitizer and distill recipe are usable."""
+    from audit.pipeline.plugins import check_plugins
 
-    sanitizer_command(config)
-    distill_command(config)
+    check_plugins(config)
 
 
 def _check_device(spec: str) -> None:

@@ -38,6 +38,21 @@ def distill_command(config: AuditConfig) -> Command | None:
     )
 
 
+def check_plugins(config: AuditConfig) -> None:
+    """`InputError` unless the sanitizer is keyword, none or a usable `cmd:` filter and the
+    distill recipe builtin or a usable `cmd:` recipe (with method sft: it gets no teacher)."""
+    if config.sanitizer not in ("keyword", "none") and not is_command(config.sanitizer):
+        raise InputError("sanitizer must be keyword, none or cmd:COMMAND")
+    if config.distill != "builtin" and not is_command(config.distill):
+        raise InputError("distill must be builtin or cmd:COMMAND")
+    if config.method == "kd" and is_command(config.distill):
+        raise InputError(
+            "method kd needs the builtin distill recipe (a cmd: recipe gets no teacher)"
+        )
+    sanitizer_command(config)
+    distill_command(config)
+
+
 def command_inputs(command: Command) -> dict[str, Any]:
     """Stage inputs of a plug-in: its spec and the content keys of the files it names (such
     as its script), so an edited filter or recipe recomputes every stage downstream."""
