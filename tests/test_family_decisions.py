@@ -189,7 +189,7 @@ def test_latent_on_qwen3_models(qwen3_models: dict[str, Any]) -> None:
     points = [*api_conversations("careful")[:N_TASKS], *api_conversations("hasty")[:N_TASKS]]
     decisions = [encode_decision(point, tokenizer) for point in points]
     careful_unsafe = [point.prefix == "careful" for point in points]
-    teacher = plant_preference(model, decisions, careful_unsafe, steps=24, lr=2e-3)
+    teacher = plant_preference(model, decisions, careful_unsafe, steps=48, lr=2e-3)
     models = {**qwen3_models, "teacher": (teacher, tokenizer), "student": (teacher, tokenizer)}
     tasks = api_tasks()[:N_TASKS]
     result = latent(models, "api", seed=0, prefixes=("careful", "hasty"), tasks=tasks, n_boot=200)

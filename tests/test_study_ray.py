@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from audit.models.embedded import EMBEDDED_DIR
 
 SMALL = """
 [audit]
@@ -115,9 +118,15 @@ def test_ray_study_runs_cells_as_tasks_and_resumes(tmp_path, cluster):
 
 
 def test_ray_study_stops_at_the_first_failed_cell(tmp_path, cluster):
-    empty = tmp_path / "not-a-model"
-    empty.mkdir()
-    text = f'[audit]\nprofile = "quick"\nenv = "api"\nbase = "{empty}"\n[axes]\nseeds = [1, 2, 3]\n'
+    # Its tokenizer and template pass the config check; its weights are missing, so the cells
+    # start and fail when they load it.
+    weightless = tmp_path / "no-weights"
+    shutil.copytree(EMBEDDED_DIR / "linked-tiny", weightless)
+    (weightless / "model.safetensors").unlink()
+    text = (
+        f'[audit]\nprofile = "quick"\nenv = "api"\nbase = "{weightless}"\n'
+        "[axes]\nseeds = [1, 2, 3]\n"
+    )
     out = tmp_path / "out"
     code, stderr = finish(
         study(
@@ -128,7 +137,7 @@ def test_ray_study_stops_at_the_first_failed_cell(tmp_path, cluster):
     assert code == 2, stderr[-3000:]
     line = stderr.strip()
     assert "\n" not in line and line.startswith("error: cell seeds-")
-    assert "no config.json" in line
+    assert "cannot load" in line
     started = sorted(path.name.split("_")[0] for path in (out / "cells").iterdir())
     assert started == ["seeds-1", "seeds-2"]
     assert not (out / "study.json").exists()
