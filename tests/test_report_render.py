@@ -142,6 +142,21 @@ def test_html_shows_verdict_setup_and_highlighted_decision(pages: dict[str, Path
     assert "build-0413.tar &lt;current&gt;" in html
 
 
+def _method_row(html: str) -> str:
+    row = re.search(r"<tr><th>Method</th><td>(.*?)</td></tr>", html)
+    assert row, "report.html has no Method row"
+    return row.group(1)
+
+
+def test_method_row_names_the_training_recipe(pages: dict[str, Path]):
+    assert "builtin" in _method_row(pages["biased"].read_text())
+    report = make_report("biased")
+    report.config.distill = "cmd:python train.py --data {data} --out {out} <x>"
+    row = _method_row(render_html(report))
+    assert "<code>cmd:python train.py --data {data} --out {out} &lt;x&gt;</code>" in row
+    assert "builtin" not in row
+
+
 def test_no_power_banner_only_when_a_control_is_missed(pages: dict[str, Path]):
     assert 'id="no-power"' in pages["no-power"].read_text()
     assert 'id="no-power"' not in pages["neutral"].read_text()

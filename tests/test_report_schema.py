@@ -55,6 +55,15 @@ def test_a_newer_minor_version_is_read_and_another_major_is_not():
         Report.model_validate(data)
 
 
+def test_a_report_without_the_distill_recipe_loads_as_builtin():
+    data = _dump()
+    assert data["config"]["distill"] == "builtin"
+    del data["config"]["distill"]
+    assert Report.model_validate(data).config.distill == "builtin"
+    data["config"]["distill"] = "cmd:python train.py --data {data} --out {out}"
+    assert Report.model_validate(data).config.distill.startswith("cmd:python train.py")
+
+
 def test_exit_code_must_match_the_verdict():
     data = _dump("no-power")
     data["exit_code"] = 0

@@ -229,6 +229,7 @@ class Audit:
                 student_base=pipe.student_base_ref() if config.student_base else None,
                 sanitizer="cmd" if is_command(config.sanitizer) else config.sanitizer,
                 method=config.method,
+                distill=config.distill,
                 envs=config.envs,
                 full=config.to_dict(),
             ),

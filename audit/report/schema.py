@@ -94,6 +94,11 @@ class RunConfig(Strict):
         "filter command (named in each SanitizationStats.filter)",
     )
     method: Literal["sft", "kd"]
+    distill: str = Field(
+        default="builtin",
+        description="training recipe: 'builtin' (the audit's TRL recipes) or the team's "
+        "'cmd:...' command ('builtin' in reports before 1.6)",
+    )
     envs: list[Env]
     full: dict[str, Any] = Field(default_factory=dict)
 
