@@ -14,6 +14,7 @@ from audit.report.schema import (
     ExampleTrajectory,
     Report,
     ReportError,
+    RunConfig,
     SanitizationStats,
     Versions,
     load_report,
@@ -113,6 +114,13 @@ def test_unfiltered_data_is_mode_keep_with_hits_left():
     assert stats.mode == "keep" and stats.hits_after == 3
     with pytest.raises(ValidationError, match="mode"):
         SanitizationStats.model_validate({**stats.model_dump(), "mode": "filter"})
+
+
+def test_the_strip_thoughts_sanitizer_is_a_config_value():
+    config = make_report("biased").config.model_dump()
+    assert RunConfig.model_validate({**config, "sanitizer": "strip-thoughts"})
+    with pytest.raises(ValidationError, match="sanitizer"):
+        RunConfig.model_validate({**config, "sanitizer": "strip"})
 
 
 def test_decision_index_must_point_at_a_message():
