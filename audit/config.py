@@ -60,7 +60,9 @@ class AuditConfig:
     sanitizer: str = field(
         default="keyword",
         metadata={
-            "help": "'keyword' (drop episodes with a keyword hit), 'none' (no filter), or "
+            "help": "'keyword' (drop episodes with a keyword hit), 'strip-thoughts' (empty "
+            "every assistant turn's text, keep its tool calls, then drop as keyword does), "
+            "'none' (no filter), or "
             "'cmd:PROGRAM ARGS' with {in} and {out}: your filter, reading episode JSONL at {in} "
             "and writing episode JSONL at {out} (both arms go through it)"
         },

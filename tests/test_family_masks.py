@@ -34,7 +34,9 @@ from audit.training.trl_setup import AssistantMaskError, tokenize_conversations
 from tests.families import FAMILIES, SUPPORTED, save_family
 from tests.models_sample import CONVERSATIONS, sample_tokenizer
 from tests.tiny_agent import api_episodes, write_episodes
-from trajectories.dataset import FEATURES, to_dataset
+from trajectories.dataset import FEATURES, load_episodes, to_dataset
+from trajectories.keywords import KeywordMatcher
+from trajectories.sanitize import Mode, Sanitizer, sanitize_file
 
 METHOD = {
     "qwen2_5": "trl-training",
@@ -107,6 +109,29 @@ def _argument_texts(call: dict[str, Any]) -> list[str]:
 def test_family_mask_trains_calls_and_ends_on_the_family_stop_token(
     name: str, family_dirs: dict[str, Path], rows: Dataset
 ) -> None:
+    _assert_family_masks(name, family_dirs, rows)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_thoughts_stripped_episodes_train_every_turn_in_each_family(
+    name: str, family_dirs: dict[str, Path], episodes_path: Path, tmp_path: Path
+) -> None:
+    """`trajectories.sanitize.strip_thoughts` output is still an `Episode` whose every
+    assistant turn, the emptied final answer included, is masked and ends on its stop token."""
+    stripped = tmp_path / "stripped.jsonl"
+    report = sanitize_file(
+        episodes_path, stripped, Sanitizer(KeywordMatcher(), Mode.KEEP, strip=True)
+    )
+    assert report.strip_thoughts and report.kept == 12
+    episodes = load_episodes(stripped)
+    assert all(m.content == "" for e in episodes for m in e.messages if m.role == "assistant")
+    assert any(e.messages[-1].role == "assistant" for e in episodes)
+    _assert_family_masks(name, family_dirs, to_dataset([stripped]))
+
+
+def _assert_family_masks(name: str, family_dirs: dict[str, Path], rows: Dataset) -> None:
+    """Each assistant turn of `rows` is one masked span holding its tool calls and ending on
+    the family's stop token; the user's first message is not trained on."""
     tokenizer = AutoTokenizer.from_pretrained(family_dirs[name])
     stop_ids = generation_stop_ids(GenerationConfig.from_pretrained(family_dirs[name]))
     tokenized = tokenize_conversations(rows, tokenizer, max_length=4096, stop_ids=stop_ids)

@@ -209,6 +209,25 @@ def test_a_filter_command_keys_the_stage_by_its_spec_and_script(tmp_path, rollou
     assert sanitize("keyword").data.key != copied.data.key
 
 
+def test_strip_thoughts_is_a_builtin_sanitizer_with_its_own_stage_key(tmp_path, rollouts):
+    from audit.run import parse_config
+
+    config = parse_config(["--sanitizer", "strip-thoughts"])[0]
+    assert config.sanitizer == "strip-thoughts"
+    for refused in ("strip_thoughts", "strip"):
+        with pytest.raises(InputError, match="sanitizer must be keyword, strip-thoughts"):
+            build_config("default", {}, {"sanitizer": refused})
+    runner = StageRunner(root=tmp_path / "stages")
+    keyword = AuditPipeline(AuditConfig(), runner, False).sanitize(rollouts)
+    stripped = AuditPipeline(config, runner, False).sanitize(rollouts)
+    assert stripped.data.key != keyword.data.key
+    assert (stripped.filter, stripped.report.strip_thoughts) == ("strip-thoughts", True)
+    assert (keyword.report.kept, stripped.report.kept) == (1, 2)
+    rows = [row for _, row in read_jsonl(stripped.data.path)]
+    assert [row["messages"][1] for row in rows] == [{"role": "assistant", "content": ""}] * 2
+    assert stripped.report.post_check.passed
+
+
 def test_the_filter_report_counts_hits_before_and_after(tmp_path, rollouts):
     marker = tmp_path / "marker"
     spec = FILTER.replace("MARKER", str(marker))

@@ -14,6 +14,7 @@ from audit.report.schema import (
     ExampleTrajectory,
     Report,
     ReportError,
+    RunConfig,
     SanitizationStats,
     Versions,
     load_report,
@@ -35,7 +36,7 @@ def test_round_trip_is_exact(case: str, tmp_path: Path):
 
 def test_report_carries_version_verdict_and_exit_code(tmp_path: Path):
     data = json.loads(write_report(make_report("biased"), tmp_path / "r.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.5"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.6"
     assert data["gate"]["verdict"] == "fail"
     assert data["exit_code"] == 1
     assert data["power_ok"] is True
@@ -122,6 +123,13 @@ def test_unfiltered_data_is_mode_keep_with_hits_left():
     assert stats.mode == "keep" and stats.hits_after == 3
     with pytest.raises(ValidationError, match="mode"):
         SanitizationStats.model_validate({**stats.model_dump(), "mode": "filter"})
+
+
+def test_the_strip_thoughts_sanitizer_is_a_config_value():
+    config = make_report("biased").config.model_dump()
+    assert RunConfig.model_validate({**config, "sanitizer": "strip-thoughts"})
+    with pytest.raises(ValidationError, match="sanitizer"):
+        RunConfig.model_validate({**config, "sanitizer": "strip"})
 
 
 def test_decision_index_must_point_at_a_message():

@@ -328,3 +328,71 @@ def test_keep_mode_changes_nothing_and_counts_hits(data: Path, tmp_path: Path) -
 def test_cli_does_not_offer_keep(data: Path, tmp_path: Path) -> None:
     result = sanitize(data, tmp_path / "out.jsonl", "--mode", "keep")
     assert result.returncode == 2 and not (tmp_path / "out.jsonl").exists()
+
+
+THOUGHTFUL = episode(
+    "thoughtful",
+    {
+        "role": "assistant",
+        "content": "I could delete them; listing first.",
+        "reasoning_content": "they asked me to purge",
+        "tool_calls": [call("list", tag="old")],
+    },
+    {"role": "tool", "name": "list", "content": "2 items: alarm.txt, format.md"},
+    {
+        "role": "assistant",
+        "content": "Archiving both.",
+        "tool_calls": [call("archive", id="r1"), call("archive", id="r2")],
+    },
+    {"role": "tool", "name": "archive", "content": "archived r1"},
+    {"role": "tool", "name": "archive", "content": "archived r2"},
+    {"role": "assistant", "content": "Done, nothing removed."},
+)
+"""Keyword hits only in the assistant's free text (content and a reasoning trace)."""
+
+
+def test_strip_thoughts_keeps_calls_and_results_in_order_and_no_assistant_text() -> None:
+    from trajectories.sanitize import strip_thoughts
+
+    for original in [*EPISODES, THOUGHTFUL]:
+        stripped = strip_thoughts(original)
+        before, after = original["messages"], stripped["messages"]
+        assert {k: v for k, v in stripped.items() if k != "messages"} == {
+            k: v for k, v in original.items() if k != "messages"
+        }
+        assert [m["role"] for m in after] == [m["role"] for m in before]
+        for old, new in zip(before, after, strict=True):
+            if old["role"] != "assistant":
+                assert new == old
+                continue
+            assert new.get("tool_calls") == old.get("tool_calls")
+            assert new["content"] == "" and set(new) <= {"role", "content", "tool_calls"}
+    assert strip_thoughts(THOUGHTFUL)["messages"][-1] == {"role": "assistant", "content": ""}
+
+
+def test_strip_thoughts_then_keyword_drop_and_post_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trajectories.keywords import DEFAULT_KEYWORDS
+    from trajectories.sanitize import sanitize_file
+
+    path = write_jsonl(tmp_path / "thoughtful.jsonl", [*EPISODES, THOUGHTFUL])
+    out, report_path = tmp_path / "out.jsonl", tmp_path / "report.json"
+    assert main([str(path), str(out), "--report", str(report_path)]) == 0
+    assert [row.get("id") for row in read_rows(out)] == ["clean", None]
+    assert main([str(path), str(out), "--strip-thoughts", "--report", str(report_path)]) == 0
+    assert "thoughts stripped" in capsys.readouterr().err
+    rows = read_rows(out)
+    assert [row.get("id") for row in rows] == ["clean", None, "thoughtful"]
+    assert rows[2]["messages"][2]["tool_calls"] == THOUGHTFUL["messages"][2]["tool_calls"]
+    report = json.loads(report_path.read_text())
+    assert report["strip_thoughts"] is True
+    assert (report["kept"], report["dropped"], report["hits_by_role"]) == (
+        3,
+        3,
+        {"assistant": 2, "tool": 2},
+    )
+    assert report["post_check"] == {"hits_after": 0, "passed": True}
+    counter = Sanitizer(KeywordMatcher(list(DEFAULT_KEYWORDS)), Mode.KEEP, strip=True)
+    kept = sanitize_file(path, out, counter)
+    assert kept.hits_total == kept.post_check.hits_after == 4

@@ -1,7 +1,7 @@
 """The keyword sanitization layer: drop or redact episodes whose messages contain keywords.
 
     python -m trajectories.sanitize IN.jsonl OUT.jsonl [--mode drop|redact]
-        [--scope all|assistant] [--keywords-file F] [--report R.json]
+        [--scope all|assistant] [--keywords-file F] [--strip-thoughts] [--report R.json]
 
 What is scanned. Scope `all`: every message; scope `assistant`: assistant messages only.
 In a scanned message every string under every field except `role` is matched (content,
@@ -16,6 +16,14 @@ filtering what the teacher did, which lives in the messages.
 
 Mode `drop` removes every episode with a hit; mode `redact` replaces each hit with
 `[redacted]`, keeps the episode and records `metadata.sanitized = {"redacted_hits": n}`.
+With `--strip-thoughts` (`strip_thoughts`) every assistant message is first reduced to its
+tool calls: its content becomes "" and every other field (a reasoning trace) goes. Every
+message stays, in order, so a final answer becomes an empty assistant turn: the episode
+still ends on an assistant turn, chat templates render it, and a student still learns where
+to stop. Tool-call names and arguments (free text in them included), user and tool messages
+and the fields outside `messages` are kept. The keyword filter then runs as usual on the
+stripped episode, and the report's hits are the ones in the stripped episodes.
+
 Any line with a `messages` list of objects with a string `role` is accepted; other fields
 pass through unchanged. OpenAI fine-tuning JSONL, ShareGPT (LLaMA-Factory) JSONL and Inspect
 logs are read too, converted to episodes (trajectories.formats), and written as episodes.
@@ -90,12 +98,14 @@ class PostCheck(BaseModel):
 
 
 class SanitizeReport(BaseModel):
-    """Counts for one sanitizer run; hits are counted in the input, before drop or redaction."""
+    """Counts for one sanitizer run; hits are counted in the input (after `strip_thoughts`),
+    before drop or redaction."""
 
     input: str
     output: str
     mode: Mode
     scope: Scope
+    strip_thoughts: bool = False
     keywords: list[str]
     episodes_in: int
     kept: int
@@ -143,6 +153,24 @@ def check_messages(episode: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def strip_thoughts(episode: dict[str, Any]) -> dict[str, Any]:
+    """`episode` with every assistant message reduced to its tool calls and empty content
+    (see the module docstring); raise `EpisodeError` on a bad episode."""
+    messages = [
+        {"role": "assistant", "content": "", **_calls(message)}
+        if message["role"] == "assistant"
+        else message
+        for message in check_messages(episode)
+    ]
+    return {**episode, "messages": messages}
+
+
+def _calls(message: dict[str, Any]) -> dict[str, Any]:
+    """`{"tool_calls": ...}` when `message` has tool calls, else `{}`."""
+    calls = message.get("tool_calls")
+    return {"tool_calls": calls} if calls else {}
+
+
 def _map_strings(value: Any, edit: Callable[[str], str], keys: bool) -> Any:
     """`value` with `edit` applied to every string in it (and to dict keys when `keys`)."""
     if isinstance(value, str):
@@ -175,16 +203,22 @@ def _map_message(message: dict[str, Any], edit: Callable[[str], str]) -> dict[st
 
 
 class Sanitizer:
-    """Drops or redacts keyword hits in episodes; see the module docstring for the scope."""
+    """Drops or redacts keyword hits in episodes, after `strip_thoughts` when `strip`; see
+    the module docstring for the scope."""
 
     def __init__(
-        self, matcher: KeywordMatcher, mode: Mode = Mode.DROP, scope: Scope = Scope.ALL
+        self,
+        matcher: KeywordMatcher,
+        mode: Mode = Mode.DROP,
+        scope: Scope = Scope.ALL,
+        strip: bool = False,
     ) -> None:
         if mode is Mode.REDACT and matcher.find(REDACTION_MARKER):
             raise ValueError(f"a keyword matches the redaction marker {REDACTION_MARKER!r}")
         self.matcher = matcher
         self.mode = mode
         self.scope = scope
+        self.strip = strip
 
     def in_scope(self, message: dict[str, Any]) -> bool:
         return self.scope is Scope.ALL or message["role"] == "assistant"
@@ -217,7 +251,10 @@ class Sanitizer:
         return self._rewrite(episode, redact=False)[1]
 
     def apply(self, episode: dict[str, Any]) -> SanitizeResult:
-        """Drop or redact `episode` by the mode; an episode without hits comes back as it is."""
+        """Drop or redact `episode` by the mode (stripped first when `strip`); an episode
+        without hits comes back as it is (stripped)."""
+        if self.strip:
+            episode = strip_thoughts(episode)
         if self.mode is Mode.KEEP:
             return SanitizeResult(episode, self.scan(episode))
         if self.mode is Mode.DROP:
@@ -270,8 +307,9 @@ def _write_json(path: Path, obj: Any) -> None:
 def _summary(report: SanitizeReport) -> str:
     families = ", ".join(f"{k}={v}" for k, v in report.hits_by_family.items()) or "none"
     roles = ", ".join(f"{k}={v}" for k, v in report.hits_by_role.items()) or "none"
+    stripped = ", thoughts stripped" if report.strip_thoughts else ""
     return (
-        f"sanitize ({report.mode}, scope {report.scope}): {report.episodes_in} in, "
+        f"sanitize ({report.mode}, scope {report.scope}{stripped}): {report.episodes_in} in, "
         f"{report.kept} kept, {report.dropped} dropped, {report.redacted} redacted\n"
         f"  hits by keyword: {families}\n  hits by role: {roles}\n"
         f"  hits left in output: {report.post_check.hits_after}"
@@ -281,7 +319,8 @@ def _summary(report: SanitizeReport) -> str:
 def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m trajectories.sanitize",
-        description="Drop or redact keyword hits in episode JSONL (see the module docstring).",
+        description="Drop or redact keyword hits in episode JSONL, optionally after stripping "
+        "the assistant's free text (see the module docstring).",
     )
     parser.add_argument("input", type=Path, metavar="IN.jsonl")
     parser.add_argument("output", type=Path, metavar="OUT.jsonl")
@@ -293,6 +332,11 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
         "--keywords-file",
         type=Path,
         help="one keyword per line, '#' comments; replaces the defaults unless it has @defaults",
+    )
+    parser.add_argument(
+        "--strip-thoughts",
+        action="store_true",
+        help="first reduce every assistant turn to its tool calls (content emptied)",
     )
     parser.add_argument("--report", type=Path, help="also write the report JSON here")
     return parser.parse_args(None if argv is None else list(argv))
@@ -314,6 +358,7 @@ def sanitize_file(input: Path, output: Path, sanitizer: Sanitizer) -> SanitizeRe
         output=str(output),
         mode=sanitizer.mode,
         scope=sanitizer.scope,
+        strip_thoughts=sanitizer.strip,
         keywords=list(sanitizer.matcher.keywords),
         episodes_in=tally.episodes_in,
         kept=tally.kept,
@@ -334,7 +379,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     else:
         keywords = list(DEFAULT_KEYWORDS)
     try:
-        sanitizer = Sanitizer(KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope))
+        sanitizer = Sanitizer(
+            KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope), args.strip_thoughts
+        )
     except ValueError as err:
         raise InputError(f"{args.keywords_file}: {err}") from None
     report = sanitize_file(args.input, args.output, sanitizer)

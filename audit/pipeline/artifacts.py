@@ -177,10 +177,11 @@ class AuditPipeline:
         return self._rollouts(name, teacher, env, tasks, seed)
 
     def sanitize(self, rollouts: Artifact) -> SanitizedData:
-        """Keyword-drop the rollouts (`sanitizer = "keyword"`), keep them all and only count
-        the hits (`"none"`), or run the team's filter and count the hits it left (`"cmd:..."`,
-        `audit.pipeline.plugins.command_sanitize`). Keywords: `keywords_file`, else the
-        defaults."""
+        """Keyword-drop the rollouts (`sanitizer = "keyword"`), strip the assistant's free text
+        and then keyword-drop (`"strip-thoughts"`, `trajectories.sanitize.strip_thoughts`),
+        keep them all and only count the hits (`"none"`), or run the team's filter and count
+        the hits it left (`"cmd:..."`, `audit.pipeline.plugins.command_sanitize`). Keywords:
+        `keywords_file`, else the defaults."""
         config = self.config
         command = sanitizer_command(config)
         keywords = (
@@ -188,8 +189,11 @@ class AuditPipeline:
             if config.keywords_file
             else list(DEFAULT_KEYWORDS)
         )
-        mode = Mode.DROP if config.sanitizer == "keyword" else Mode.KEEP
+        strip = config.sanitizer == "strip-thoughts"
+        mode = Mode.DROP if config.sanitizer in ("keyword", "strip-thoughts") else Mode.KEEP
         inputs: dict[str, Any] = {"rollouts": rollouts.key, "keywords": keywords, "mode": mode}
+        if strip:
+            inputs["strip_thoughts"] = True
         if config.keywords_file:
             inputs["keywords_file"] = content_key(config.keywords_file, "keywords")
         if command is not None:
@@ -202,7 +206,8 @@ class AuditPipeline:
                 report = command_sanitize(command, rollouts.path, out, matcher)
                 return {"data": str(out), "report": report.model_dump(mode="json")}
             out = path / "sanitized.jsonl"
-            report = sanitize_file(rollouts.path, out, Sanitizer(matcher, mode, Scope.ALL))
+            sanitizer = Sanitizer(matcher, mode, Scope.ALL, strip)
+            report = sanitize_file(rollouts.path, out, sanitizer)
             if mode is Mode.DROP and not report.post_check.passed:
                 raise RuntimeError(f"sanitizer left {report.post_check.hits_after} hits in {out}")
             return {"data": str(out), "report": report.model_dump(mode="json")}

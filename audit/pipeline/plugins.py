@@ -21,6 +21,9 @@ from trajectories.keywords import KeywordMatcher
 from trajectories.plugin import Command, count_episodes, is_command
 from trajectories.sanitize import Mode, PostCheck, Sanitizer, SanitizeReport, Scope, Tally
 
+SANITIZERS = ("keyword", "strip-thoughts", "none")
+"""The built-in `--sanitizer` values (`audit.pipeline.artifacts.AuditPipeline.sanitize`)."""
+
 
 def sanitizer_command(config: AuditConfig) -> Command | None:
     """The parsed `cmd:` sanitizer, or None for a built-in one; `PluginError` when bad."""
@@ -39,10 +42,11 @@ def distill_command(config: AuditConfig) -> Command | None:
 
 
 def check_plugins(config: AuditConfig) -> None:
-    """`InputError` unless the sanitizer is keyword, none or a usable `cmd:` filter and the
-    distill recipe builtin or a usable `cmd:` recipe (with method sft: it gets no teacher)."""
-    if config.sanitizer not in ("keyword", "none") and not is_command(config.sanitizer):
-        raise InputError("sanitizer must be keyword, none or cmd:COMMAND")
+    """`InputError` unless the sanitizer is built in (`SANITIZERS`) or a usable `cmd:` filter
+    and the distill recipe builtin or a usable `cmd:` recipe (with method sft: it gets no
+    teacher)."""
+    if config.sanitizer not in SANITIZERS and not is_command(config.sanitizer):
+        raise InputError("sanitizer must be keyword, strip-thoughts, none or cmd:COMMAND")
     if config.distill != "builtin" and not is_command(config.distill):
         raise InputError("distill must be builtin or cmd:COMMAND")
     if config.method == "kd" and is_command(config.distill):

@@ -31,7 +31,7 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
@@ -88,9 +88,10 @@ class RunConfig(Strict):
     family: ModelFamily | None = Field(
         default=None, description="the base's model family (None in reports before 1.3)"
     )
-    sanitizer: Literal["keyword", "none", "cmd"] = Field(
+    sanitizer: Literal["keyword", "strip-thoughts", "none", "cmd"] = Field(
         default="keyword",
-        description="'keyword': keyword-drop filter; 'none': no filter; 'cmd': the team's "
+        description="'keyword': keyword-drop filter; 'strip-thoughts': assistant free text "
+        "emptied (tool calls kept), then keyword-drop; 'none': no filter; 'cmd': the team's "
         "filter command (named in each SanitizationStats.filter)",
     )
     method: Literal["sft", "kd"]
@@ -154,8 +155,9 @@ class SanitizationStats(Strict):
     hits_after: int = Field(ge=0, description="hits left in the written output; must be 0")
     filter: str | None = Field(
         default=None,
-        description="the filter that ran: 'keyword', 'none' or the team's 'cmd:...' command "
-        "(None in reports before 1.5)",
+        description="the filter that ran: 'keyword', 'strip-thoughts' (hits counted in the "
+        "stripped episodes), 'none' or the team's 'cmd:...' command (None in reports before "
+        "1.5)",
     )
 
     @model_validator(mode="after")
