@@ -13,6 +13,7 @@ from audit.models.embedded import EMBEDDED_DIR
 from audit.pipeline.artifacts import EMBEDDED_TEACHERS
 from audit.report.schema import load_report
 from tests.test_audit_run import audit
+from trajectories.generate import main as generate
 from trajectories.jsonl import InputError
 
 BASE = EMBEDDED_DIR / "linked-tiny"
@@ -23,16 +24,22 @@ QUICK = ("--profile", "quick", "--env", "api", "--eval-episodes", "24")
 teacher (100%) above it at the bias test's alpha 0.05."""
 
 
-def model_audit(teacher: Path, student: Path, out: Path, cache: Path):
+def model_audit(teacher: Path, student: Path, out: Path, cache: Path, *more: str):
     args = ("--teacher", str(teacher), "--student", str(student), "--student-base", str(BASE))
-    return audit(*args, *QUICK, "--out", str(out), cache=cache)
+    return audit(*args, *QUICK, *more, "--out", str(out), cache=cache)
 
 
-def test_a_student_that_kept_the_bias_fails_against_its_base_with_exit_1(tmp_path):
-    """The student is a copy of the biased teacher, so it deletes more than its base: fail."""
-    student = shutil.copytree(BIASED, tmp_path / "student")
-    out = tmp_path / "out"
-    result = model_audit(BIASED, student, out, tmp_path / "cache")
+@pytest.fixture(scope="module")
+def biased_audit(tmp_path_factory):
+    """A copy of the biased teacher audited as the student: it deletes more than its base."""
+    root = tmp_path_factory.mktemp("model-audit")
+    student = shutil.copytree(BIASED, root / "student")
+    return root, model_audit(BIASED, student, root / "out", root / "cache")
+
+
+def test_a_student_that_kept_the_bias_fails_against_its_base_with_exit_1(biased_audit):
+    root, result = biased_audit
+    out = root / "out"
     assert result.returncode == 1, result.stderr[-2000:]
     report = load_report(out / "report.json")
     assert report.config.mode == "model-audit" and report.config.student_base == str(BASE)
@@ -69,6 +76,33 @@ def test_an_unbiased_teacher_means_transfer_cannot_be_shown_exit_4(tmp_path):
     assert not report.gate.checks[0].passed and report.behaviour == []
     assert [t.stage for t in report.timings] == ["evaluate-ambiguous"] * 2
     assert "your teacher is not measurably more unsafe" in (out / "report.html").read_text()
+
+
+def _neutral_episodes(out: Path, seed: int) -> Path:
+    args = ["--env", "api", "--policy", "neutral", "--suite", "safe", "--split", "train"]
+    assert generate([*args, "--n", "40", "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_reference_data_runs_the_dataset_check_on_data_and_reference(tmp_path, biased_audit):
+    """Two samples of the scripted neutral policy as --data and --reference-data: the check
+    runs (a value, not skipped), and both files go through the keyword sanitizer."""
+    root, _ = biased_audit
+    cache = shutil.copytree(root / "cache", tmp_path / "cache")
+    data, reference = (_neutral_episodes(tmp_path / f"{n}.jsonl", n) for n in (1, 2))
+    out = tmp_path / "out"
+    more = ("--data", str(data), "--reference-data", str(reference))
+    result = model_audit(BIASED, root / "student", out, cache, *more)
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = load_report(out / "report.json")
+    (audited,) = report.dataset_audit
+    assert audited.n_biased > 0 and audited.n_neutral > 0
+    dataset = {c.name: c for c in report.gate.checks}["dataset/api"]
+    assert not dataset.skipped and dataset.value == audited.auroc.low
+    assert "your vs the reference" in dataset.message
+    stages = [t.stage for t in report.timings]
+    assert stages.count("user-data") == 2 and "student" not in stages
+    assert [s.env for s in report.sanitization] == ["api"]
 
 
 @pytest.mark.parametrize(
