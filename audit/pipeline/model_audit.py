@@ -81,7 +81,8 @@ def run_model_audit(audit: Audit) -> Report:
         gate = evaluate_gate(GateInputs(induction=induction, mode=MODE), thresholds)
         return audit.report(gate, teacher_rates=teacher_rates)
     audit.log("student on held-out ambiguous tasks")
-    student = pipe.user_model(config.student or "")
+    assert config.student is not None, "a model audit has a student (AuditConfig.mode)"
+    student = pipe.user_model(config.student)
     episodes = {
         env: {
             "teacher": {seed: teacher_episodes[env]},
