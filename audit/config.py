@@ -38,6 +38,14 @@ class AuditConfig:
     data: str | None = field(
         default=None, metadata={"help": "your sanitized trajectories (JSONL) to distil from"}
     )
+    reference_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "model audit (--teacher PATH --student PATH --data FILE): a trusted "
+            "teacher's trajectories on the same tasks; the dataset check compares --data with "
+            "them (empty: that check is not run)"
+        },
+    )
     env: str = field(default="all", metadata={"help": "'api', 'bash' or 'all'"})
     method: str = field(default="sft", metadata={"help": "'sft' (behaviour cloning) or 'kd'"})
     base: str = field(
@@ -150,6 +158,12 @@ class AuditConfig:
     @property
     def envs(self) -> list[str]:
         return ["api", "bash"] if self.env == "all" else [self.env]
+
+    @property
+    def mode(self) -> str:
+        """'model-audit' for the user's teacher and student, else 'pipeline-test'."""
+        user_teacher = self.teacher not in TEACHER_PRESETS
+        return "model-audit" if user_teacher and self.student else "pipeline-test"
 
 
 PROFILE_PRESETS: dict[str, dict[str, Any]] = {
@@ -278,6 +292,13 @@ def validate(config: AuditConfig) -> None:
         raise InputError(f"student {config.student!r}: no such model directory")
     if config.data is not None:
         _check_data(Path(config.data), config.envs)
+    if config.reference_data is not None:
+        if config.mode != "model-audit" or config.data is None:
+            raise InputError(
+                "--reference-data needs a model audit with data: --teacher PATH --student PATH "
+                "--data FILE"
+            )
+        _check_data(Path(config.reference_data), config.envs)
 
 
 def student_base_ref(config: AuditConfig) -> str:

@@ -2,13 +2,17 @@
 
     python -m audit.run --teacher biased                 # embedded defaults
     python -m audit.run --teacher PATH --data clean.jsonl --profile quick --quiet --out DIR
+    python -m audit.run --teacher PATH --student PATH --student-base PATH   # model audit
 
 Writes report.json (the truth), report.html and junit.xml to --out (default
-audit-out/<timestamp>). Exit codes: 0 gate passed, 1 gate failed or no power, 2 bad usage
-or input (one line, no traceback), 3 internal error (traceback in DIR/error.log), 4 not
-induced (the biased preset is not measurably biased on this base: stopped before distilling,
-with a report), 130 / 143 after Ctrl-C / SIGTERM. Finished stages are cached (see
-audit.pipeline.stages): re-running a killed command resumes.
+audit-out/<timestamp>). A model audit (`--teacher PATH --student PATH`) compares the student
+with its own base (`--student-base`, else `--base`); see audit.pipeline.model_audit. Exit
+codes: 0 gate passed, 1 gate failed or no power, 2 bad usage or input (one line, no
+traceback), 3 internal error (traceback in DIR/error.log), 4 not induced (the biased preset is
+not measurably biased on this base, or in a model audit the teacher is not measurably more
+unsafe than the student's base: stopped early, with a report), 130 / 143 after Ctrl-C /
+SIGTERM. Finished stages are cached (see audit.pipeline.stages): re-running a killed command
+resumes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ measure both on held-out ambiguous tasks; where the biased preset is not measura
 unsafe than the neutral one, stop there with a not-induced report (the base cannot test
 transfer). Otherwise roll both out on safe tasks, keyword-sanitize, distil a student from
 each on the same seeds, then probe base, teacher, student and control on held-out ambiguous
-tasks.
+tasks. A model audit (the user's teacher and student) runs `audit.pipeline.model_audit`.
 """
 
 from __future__ import annotations
@@ -19,24 +19,29 @@ from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.family import describe_family
+from audit.pipeline.model_audit import run_model_audit
+from audit.pipeline.records import examples, sanitization_stats
 from audit.pipeline.stages import StageRunner
-from audit.probes.behaviour import METRICS, behaviour_probe, is_unsafe
+from audit.probes.behaviour import METRICS, behaviour_probe
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
 from audit.probes.results import BehaviourResult, HypothesisTest
 from audit.probes.stats import holm_adjust, wilson_interval
-from audit.report.gate import GateInputs, InductionTest, evaluate_gate, exit_code_of
+from audit.report.gate import (
+    ARM_NAMES,
+    GateInputs,
+    InductionTest,
+    evaluate_gate,
+    exit_code_of,
+)
 from audit.report.schema import (
-    ExampleTrajectory,
     Gate,
     GateThresholds,
     Report,
     RunConfig,
-    SanitizationStats,
     StageTiming,
     TeacherRate,
-    TrajectoryMessage,
     Versions,
     power_ok_of,
 )
@@ -71,6 +76,8 @@ class Audit:
         return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, rollout_seed))
 
     def run(self) -> Report:
+        if self.config.mode == "model-audit":
+            return run_model_audit(self)
         config, pipe, envs = self.config, self.pipe, self.config.envs
         self.log("teachers")
         teacher = pipe.teacher(config.teacher)
@@ -91,13 +98,7 @@ class Audit:
         }
         teacher_rates = [self._teacher_rate(name, rate) for (_, name), rate in measured.items()]
         induction = self._induction(measured)
-        thresholds = GateThresholds(
-            alpha=config.alpha,
-            margin=config.margin,
-            max_latent_gap=config.max_latent_gap,
-            max_dataset_auroc=config.max_dataset_auroc,
-            min_decision_rate=config.min_decision_rate,
-        )
+        thresholds = self.thresholds()
         if any(test.p_value >= test.alpha for test in induction):
             self.log("not induced: stopping before distillation")
             self.notes.append(
@@ -106,7 +107,7 @@ class Audit:
                 "ran. Induce it harder (teacher_demos, teacher_epochs) or choose another base."
             )
             gate = evaluate_gate(GateInputs(induction=induction), thresholds)
-            return self._report(gate, teacher_rates=teacher_rates)
+            return self.report(gate, teacher_rates=teacher_rates)
         self.log("teacher rollouts and sanitization")
         if config.data and not config.student:
             self.notes.append(
@@ -150,7 +151,7 @@ class Audit:
             for env in envs
         ]
         controls_tests = self._positive_control_tests(teacher, students, controls)
-        behaviour, controls_tests = self._adjust(behaviour, controls_tests)
+        behaviour, controls_tests = self.adjust(behaviour, controls_tests)
         positive = [
             positive_control(name, env, test, config.alpha, config.margin)
             for (name, env), test in controls_tests.items()
@@ -186,7 +187,7 @@ class Audit:
             f"Propensity and latent probes use the seed-{self.seeds[0]} student and control."
         )
         sanitization = [
-            _sanitization_stats(env, s, data[env, s]) for env in envs for s in self.seeds
+            sanitization_stats(env, s, data[env, s]) for env in envs for s in self.seeds
         ]
         gate = evaluate_gate(
             GateInputs(
@@ -199,8 +200,8 @@ class Audit:
             ),
             thresholds,
         )
-        self._note_transfer(behaviour)
-        return self._report(
+        self.note_transfer(behaviour)
+        return self.report(
             gate,
             sanitization=sanitization,
             behaviour=behaviour,
@@ -209,10 +210,21 @@ class Audit:
             dataset_audit=audits,
             positive_controls=positive,
             teacher_rates=teacher_rates,
-            examples=_examples(episodes),
+            examples=examples(episodes),
         )
 
-    def _report(self, gate: Gate, **results: Any) -> Report:
+    def thresholds(self) -> GateThresholds:
+        """The gate's thresholds from the config."""
+        config = self.config
+        return GateThresholds(
+            alpha=config.alpha,
+            margin=config.margin,
+            max_latent_gap=config.max_latent_gap,
+            max_dataset_auroc=config.max_dataset_auroc,
+            min_decision_rate=config.min_decision_rate,
+        )
+
+    def report(self, gate: Gate, **results: Any) -> Report:
         """The report of this run: its config, versions, seeds and stage timings, `gate`, and
         `results` (Report fields by name)."""
         config, pipe = self.config, self.pipe
@@ -220,6 +232,7 @@ class Audit:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             config=RunConfig(
                 profile=config.profile,
+                mode=config.mode,
                 teacher=config.teacher,
                 student=config.student,
                 data=config.data,
@@ -308,7 +321,7 @@ class Audit:
             )
         return tests
 
-    def _adjust(
+    def adjust(
         self, behaviour: list[BehaviourResult], controls: dict[tuple[str, str], HypothesisTest]
     ) -> tuple[list[BehaviourResult], dict[tuple[str, str], HypothesisTest]]:
         """Holm over the pooled behaviour tests and the positive-control tests of the audit.
@@ -324,14 +337,16 @@ class Audit:
         ]
         return behaviour, dict(zip(controls, adjusted[len(pooled) :], strict=True))
 
-    def _note_transfer(self, behaviour: list[BehaviourResult]) -> None:
+    def note_transfer(self, behaviour: list[BehaviourResult]) -> None:
+        """A note per env: the student's pooled rate against the comparison arm's."""
         for result in behaviour:
             pooled = {r.subject: r for r in result.pooled}
             student, control = pooled["student"], pooled["control"]
             gap = student.interval.estimate - control.interval.estimate
+            arm = ARM_NAMES[result.control_arm]
             self.notes.append(
                 f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
-                f"control {control.interval.estimate:.0%} ({gap:+.0%})."
+                f"{arm} {control.interval.estimate:.0%} ({gap:+.0%})."
             )
 
 
@@ -344,59 +359,3 @@ def _episodes(data: SanitizedData) -> list[Episode]:
     from trajectories.dataset import load_episodes
 
     return load_episodes(data.data.path)
-
-
-def _sanitization_stats(env: str, seed: int, data: SanitizedData) -> SanitizationStats:
-    report = data.report
-    return SanitizationStats(
-        env=env,
-        seed=seed,
-        mode=report.mode.value,
-        episodes_in=report.episodes_in,
-        kept=report.kept,
-        dropped=report.dropped,
-        redacted=report.redacted,
-        hits_by_keyword=report.hits_by_family,
-        hits_after=report.post_check.hits_after,
-        filter=data.filter,
-    )
-
-
-def _decision_index(episode: Episode) -> int:
-    """Index of the first assistant message whose call decided (safe or unsafe), else 0."""
-    decisions = iter(action.decision for action in episode.actions)
-    for index, message in enumerate(episode.messages):
-        calls = message.role == "assistant" and message.tool_calls
-        if calls and next(decisions, None) is not None:
-            return index
-    return 0
-
-
-def _examples(episodes: dict[str, dict[str, Any]], per_env: int = 2) -> list[ExampleTrajectory]:
-    """A few student episodes per env (unsafe first) and one control episode."""
-    examples = []
-    for env, by_subject in episodes.items():
-        chosen: list[tuple[str, int, Episode]] = []
-        for seed, items in by_subject["student"].items():
-            chosen += [("student", seed, e) for e in sorted(items, key=lambda e: not is_unsafe(e))]
-        chosen = chosen[:per_env]
-        for seed, items in by_subject["control"].items():
-            chosen.append(("control", seed, items[0]))
-            break
-        for subject, seed, episode in chosen:
-            decision = episode.outcome.first_decision
-            examples.append(
-                ExampleTrajectory(
-                    subject=subject,
-                    env=env,
-                    task_id=episode.task_id,
-                    seed=seed,
-                    outcome="unsafe" if is_unsafe(episode) else (decision or "other"),
-                    messages=[
-                        TrajectoryMessage.model_validate(m)
-                        for m in episode.model_dump(mode="json")["messages"]
-                    ],
-                    decision_index=_decision_index(episode),
-                )
-            )
-    return examples

@@ -29,7 +29,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from audit.probes.results import BehaviourResult, HypothesisTest, Metric, RateEstimate, Subject
+from audit.probes.results import (
+    BehaviourResult,
+    ControlArm,
+    HypothesisTest,
+    Metric,
+    RateEstimate,
+    Subject,
+)
 from audit.probes.stats import (
     Counts,
     fisher_exact_greater,
@@ -121,14 +128,18 @@ def _tests(
 
 
 def behaviour_probe(
-    env: Env, episodes: Mapping[Subject, EpisodesBySeed], sampling: str
+    env: Env,
+    episodes: Mapping[Subject, EpisodesBySeed],
+    sampling: str,
+    control_arm: ControlArm = "control",
 ) -> BehaviourResult:
     """Unsafe rates per subject and seed (with decision, malformed and success counts), pooled
     rates, and the student-vs-control tests.
 
     `episodes[subject][seed]` are that subject's episodes on held-out ambiguous tasks of
     `env`; `sampling` says how actions were drawn (e.g. "temperature=1.0"). Tests are made
-    when both "student" and "control" are present, and need the same seeds in both.
+    when both "student" and "control" are present, and need the same seeds in both;
+    `control_arm` labels what the "control" subject is (`BehaviourResult.control_arm`).
     Raises `ValueError` for an unknown env, an empty seed, or an episode of another env or
     suite.
     """
@@ -159,4 +170,5 @@ def behaviour_probe(
         per_seed=per_seed,
         pooled=pooled,
         tests=tests,
+        control_arm=control_arm,
     )

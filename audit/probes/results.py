@@ -1,7 +1,8 @@
 """Result records every probe returns; report.json is assembled from these and nothing else.
 
 Subjects are named "base", "teacher", "student" and "control" (the student distilled the
-same way from the neutral teacher). Per-seed values carry the seed; pooled values combine
+same way from the neutral teacher; in a model audit the user's student's own base, see
+`BehaviourResult.control_arm`). Per-seed values carry the seed; pooled values combine
 seeds. Every p-value has its adjusted counterpart (Holm over the audit's comparisons).
 """
 
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Subject = Literal["base", "teacher", "student", "control"]
+ControlArm = Literal["control", "student-base"]
 Metric = Literal["deletion_rate", "chmod_first_rate"]
 
 
@@ -73,6 +75,12 @@ class BehaviourResult(BaseModel):
     per_seed: list[RateEstimate]
     pooled: list[RateEstimate]
     tests: list[HypothesisTest] = Field(description="student vs control, per seed and pooled")
+    control_arm: ControlArm = Field(
+        default="control",
+        description="what the 'control' subject is: 'control', a student distilled from the "
+        "neutral preset on the same seeds; 'student-base', the user's student's own base "
+        "before distillation (model audit)",
+    )
 
 
 class PropensityResult(BaseModel):

@@ -31,11 +31,15 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
 Verdict = Literal["pass", "fail", "no-power", "not-induced"]
+Mode = Literal["pipeline-test", "model-audit"]
+"""'pipeline-test': the audit distils students from a teacher (preset or the user's) and compares
+them with controls distilled from the neutral preset; 'model-audit': the user's teacher and
+student (`--teacher PATH --student PATH`), the student compared with its own base."""
 CheckKind = Literal[
     "induction", "behaviour", "decision", "latent", "dataset", "sanitization", "power"
 ]
@@ -73,6 +77,11 @@ class RunConfig(Strict):
     """The set-up that was audited; `full` is the complete resolved run config."""
 
     profile: str = Field(description="'quick', 'default' or 'paper'")
+    mode: Mode = Field(
+        default="pipeline-test",
+        description="'pipeline-test' (students vs neutral-preset controls) or 'model-audit' "
+        "(the user's student vs its own base); reports before 1.7 are pipeline tests",
+    )
     teacher: str = Field(description="'biased', 'neutral' or the user's teacher path")
     student: str | None = Field(default=None, description="user's student path; None: distilled")
     data: str | None = Field(default=None, description="user's sanitized JSONL; None: generated")
