@@ -358,7 +358,7 @@ def _check_plugins(config: AuditConfig) -> None:
     """`audit.pipeline.plugins.check_plugins`: the sanitizer and distill recipe are usable."""
     from audit.pipeline.plugins import check_plugins
 
-    check_plugins(config)
+    check_plugins(config.sanitizer, config.distill, config.method)
 
 
 def _check_device(spec: str) -> None:

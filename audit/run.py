@@ -119,7 +119,7 @@ def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
     import torch
     from rich.console import Console
 
-    from audit.pipeline.orchestrator import Audit
+    from audit.pipeline.modes import make_audit
     from audit.pipeline.stages import StageRunner
     from audit.report.junit import write_junit
     from audit.report.render import render_report
@@ -132,7 +132,7 @@ def execute(config: AuditConfig, out: Path, quiet: bool) -> int:
     console = Console(stderr=True, quiet=quiet)
     out.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(on_start=lambda name: console.log(f"stage {name}"))
-    audit = Audit(config, runner, lambda step: console.rule(step), progress=not quiet)
+    audit = make_audit(config, runner, lambda step: console.rule(step), progress=not quiet)
     report = audit.run()
     write_report(report, out / "report.json")
     render_report(report, out / "report.html")

@@ -17,6 +17,7 @@ __all__ = [
     "Suite",
     "Task",
     "ToolCall",
+    "env_of_tools",
     "load_tasks",
     "make_env",
 ]
@@ -37,6 +38,19 @@ def make_env(name: str, **kwargs: Any) -> Environment:
     from envs.bash.env import BashEnvironment
 
     return BashEnvironment(**kwargs)
+
+
+def env_of_tools(tool_names: set[str]) -> str | None:
+    """`bash` for the Bash env's one tool, `api` for a subset of the API env's tools, else
+    None: the environment a conversation offering these tools comes from."""
+    from envs.api.tools import TOOL_NAMES
+    from envs.bash.env import TOOL_NAME
+
+    if tool_names == {TOOL_NAME}:
+        return "bash"
+    if tool_names and tool_names <= set(TOOL_NAMES):
+        return "api"
+    return None
 
 
 def load_tasks(name: str, suite: Suite | str, split: Split | str) -> list[Task]:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from envs import env_of_tools
 from envs.api.tools import TOOL_NAMES as API_TOOLS
 from envs.bash.env import TOOL_NAME as BASH_TOOL
 from trajectories.episode import Episode
@@ -160,15 +161,6 @@ def detect(path: str | Path) -> Format:
     return Format.EPISODE
 
 
-def infer_env(tool_names: set[str]) -> str | None:
-    """`bash` for the Bash env's one tool, `api` for a subset of the API env's, else None."""
-    if tool_names == {BASH_TOOL}:
-        return "bash"
-    if tool_names and tool_names <= set(API_TOOLS):
-        return "api"
-    return None
-
-
 def _arguments(text: Any) -> dict[str, Any]:
     value = json.loads(text) if isinstance(text, str) else text
     if not isinstance(value, dict):
@@ -185,7 +177,7 @@ def _episode(
     calls = [c["function"] for m in messages for c in m.get("tool_calls", [])]
     functions = [t.get("function") for t in tools]
     names = {f.get("name") for f in functions if isinstance(f, dict)} or {c["name"] for c in calls}
-    env = infer_env(names)
+    env = env_of_tools(names)
     if env is None:
         raise RowError(
             f"tools {sorted(map(str, names))} fit no env: bash has one tool {BASH_TOOL!r}, "

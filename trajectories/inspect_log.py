@@ -10,7 +10,7 @@ carries one, malformed when Inspect could not parse it), the outcome's `success`
 score read as correct (`value_to_float` == 1; False without scores) with every score's value in
 its details, and the environment decisions are unknown. `env`, `suite` and `split` come from the
 sample's metadata where it has them (else `env` is the one given, or the env whose tools the
-sample offers, trajectories.formats.infer_env; suite "safe", split "train":
+sample offers, envs.env_of_tools; suite "safe", split "train":
 teacher data to distil from), the policy is the log's model and the seed the generate config's
 (else 0).
 """
@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from envs import env_of_tools
 from envs.core import Outcome, Split, Suite
 from trajectories.episode import (
     Action,
     Episode,
     EpisodeMetadata,
 )
-from trajectories.formats import infer_env
 from trajectories.jsonl import InputError
 
 INSTALL_HINT = "Inspect logs need inspect-ai: pip install 'distill-audit[inspect]'"
@@ -136,7 +136,7 @@ def _foreign(log: Any, sample: Any, messages: list[dict[str, Any]], env: str | N
 
     metadata = sample.metadata or {}
     tools = _tools(sample)
-    env = metadata.get("env", env) or infer_env({t["function"]["name"] for t in tools})
+    env = metadata.get("env", env) or env_of_tools({t["function"]["name"] for t in tools})
     if env not in ENVS:
         raise InputError(f"{where}: no environment: set metadata env to api or bash")
     tool_results = {

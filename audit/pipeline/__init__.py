@@ -2,6 +2,9 @@
 orchestrator that runs one audit end to end.
 
 Modules: `stages` (the stage cache), `artifacts` (teachers, rollouts, sanitized data, students,
-evaluations), `controls` (positive controls), `orchestrator` (`Audit`: one audit, the report).
+evaluations), `plugins` (the team's `cmd:` filter and recipe), `controls` (positive controls),
+`records` and `family` (report records), `orchestrator` (`Audit`: one pipeline test, the
+report), `model_audit` (`ModelAudit`: the user's student against its base) and `modes`
+(`make_audit`: the audit of a config's mode).
 Regenerate the committed preset teachers with `python -m audit.pipeline embed-teachers`.
 """

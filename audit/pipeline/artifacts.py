@@ -183,7 +183,7 @@ class AuditPipeline:
         the hits it left (`"cmd:..."`, `audit.pipeline.plugins.command_sanitize`). Keywords:
         `keywords_file`, else the defaults."""
         config = self.config
-        command = sanitizer_command(config)
+        command = sanitizer_command(config.sanitizer)
         keywords = (
             read_keywords_file(config.keywords_file)
             if config.keywords_file
@@ -251,7 +251,7 @@ class AuditPipeline:
             "epochs": config.student_epochs,
             **training_recipe(config),
         }
-        command = distill_command(config)
+        command = distill_command(config.distill)
         if command is not None:
             inputs["distill"] = command_inputs(command)
 

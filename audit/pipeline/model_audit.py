@@ -14,9 +14,9 @@ tasks) and is not run without it. No positive controls run, so power is not chec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from audit.models.loader import load_model_and_tokenizer
+from audit.pipeline.orchestrator import Audit
 from audit.pipeline.records import examples, sanitization_stats
 from audit.probes.behaviour import METRICS, behaviour_probe
 from audit.probes.dataset_audit import dataset_audit
@@ -28,9 +28,6 @@ from audit.report.schema import Report, TeacherRate
 from audit.training.teacher import BIAS_ALPHA, bias_p_value, unsafe_rate
 from trajectories.dataset import load_episodes
 from trajectories.episode import Episode
-
-if TYPE_CHECKING:
-    from audit.pipeline.orchestrator import Audit
 
 MODE = "model-audit"
 
@@ -48,103 +45,109 @@ def _rate(name: str, env: str, episodes: Sequence[Episode]) -> TeacherRate:
     )
 
 
-def run_model_audit(audit: Audit) -> Report:
-    """The model audit of `audit.config` (module doc); the finished `Report`."""
-    config, pipe, envs = audit.config, audit.pipe, audit.config.envs
-    seed = audit.seeds[0]
-    base_ref = pipe.student_base_ref()
-    audit.log("teacher and student base on held-out ambiguous tasks")
-    teacher, base = pipe.user_model(config.teacher), pipe.student_base()
-    teacher_episodes = {env: pipe.evaluate(teacher, env, "ambiguous", seed) for env in envs}
-    base_episodes = {env: pipe.evaluate(base, env, "ambiguous", seed) for env in envs}
-    induction = []
-    for env in envs:
-        measured = unsafe_rate(env, teacher_episodes[env]), unsafe_rate(env, base_episodes[env])
-        induction.append(
-            InductionTest(
-                base=base_ref,
-                teacher=_rate(config.teacher, env, teacher_episodes[env]),
-                reference=_rate(f"student base {base_ref}", env, base_episodes[env]),
-                p_value=bias_p_value(*measured),
-                alpha=BIAS_ALPHA,
-            )
-        )
-    teacher_rates = [rate for test in induction for rate in (test.teacher, test.reference)]
-    thresholds = audit.thresholds()
-    if any(test.p_value >= test.alpha for test in induction):
-        audit.log("teacher not more unsafe than the student base: stopping")
-        audit.notes.append(
-            "Model audit: the teacher is not measurably more unsafe than the student's base "
-            f"({base_ref}) on the held-out ambiguous tasks, so a transfer from this teacher "
-            "cannot be shown; the student was not evaluated and no other check ran."
-        )
-        gate = evaluate_gate(GateInputs(induction=induction, mode=MODE), thresholds)
-        return audit.report(gate, teacher_rates=teacher_rates)
-    audit.log("student on held-out ambiguous tasks")
-    assert config.student is not None, "a model audit has a student (AuditConfig.mode)"
-    student = pipe.user_model(config.student)
-    episodes = {
-        env: {
-            "teacher": {seed: teacher_episodes[env]},
-            "student": {seed: pipe.evaluate(student, env, "ambiguous", seed)},
-            "control": {seed: base_episodes[env]},
-        }
-        for env in envs
-    }
-    sampling = f"temperature={config.temperature:g}"
-    behaviour = [behaviour_probe(env, episodes[env], sampling, "student-base") for env in envs]
-    behaviour, _ = audit.adjust(behaviour, {})
-    data = {env: pipe.user_data(config.data, env) for env in envs} if config.data else {}
-    audits = []
-    if config.reference_data:
-        audit.log("dataset audit against the reference data")
+class ModelAudit(Audit):
+    """`Audit` in model-audit mode (module doc)."""
+
+    def run(self) -> Report:
+        """The model audit of `self.config` (module doc); the finished `Report`."""
+        config, pipe, envs = self.config, self.pipe, self.config.envs
+        seed = self.seeds[0]
+        base_ref = pipe.student_base_ref()
+        self.log("teacher and student base on held-out ambiguous tasks")
+        teacher, base = pipe.user_model(config.teacher), pipe.student_base()
+        teacher_episodes = {env: pipe.evaluate(teacher, env, "ambiguous", seed) for env in envs}
+        base_episodes = {env: pipe.evaluate(base, env, "ambiguous", seed) for env in envs}
+        induction = []
         for env in envs:
-            reference = pipe.user_data(config.reference_data, env)
-            audits.append(
-                dataset_audit(
-                    load_episodes(data[env].data.path), load_episodes(reference.data.path), seed=0
+            measured = unsafe_rate(env, teacher_episodes[env]), unsafe_rate(env, base_episodes[env])
+            induction.append(
+                InductionTest(
+                    base=base_ref,
+                    teacher=_rate(config.teacher, env, teacher_episodes[env]),
+                    reference=_rate(f"student base {base_ref}", env, base_episodes[env]),
+                    p_value=bias_p_value(*measured),
+                    alpha=BIAS_ALPHA,
                 )
             )
-    audit.log("propensity and latent probes")
-    models = {"base": base, "teacher": teacher, "student": student}
-    loaded = {
-        name: load_model_and_tokenizer(a.path, device=config.device) for name, a in models.items()
-    }
-    loaded["control"] = loaded["base"]
-    backend = config.backend
-    prop = [propensity(loaded, env, "task", seed=0, sandbox_backend=backend) for env in envs]
-    lat = [latent(loaded, env, seed=0, sandbox_backend=backend) for env in envs]
-    sanitization = [sanitization_stats(env, seed, data[env]) for env in data]
-    audit.notes.append(
-        f"Model audit: the student is compared with its own base before distillation "
-        f"({base_ref}) on the same held-out tasks (seed {seed}); in behaviour, propensity and "
-        "latent results the 'control' subject is that base. No control student and no positive "
-        "controls were trained (they need the embedded presets), so power was not checked."
-    )
-    gate = evaluate_gate(
-        GateInputs(
-            induction=induction,
+        teacher_rates = [rate for test in induction for rate in (test.teacher, test.reference)]
+        thresholds = self.thresholds()
+        if any(test.p_value >= test.alpha for test in induction):
+            self.log("teacher not more unsafe than the student base: stopping")
+            self.notes.append(
+                "Model audit: the teacher is not measurably more unsafe than the student's base "
+                f"({base_ref}) on the held-out ambiguous tasks, so a transfer from this teacher "
+                "cannot be shown; the student was not evaluated and no other check ran."
+            )
+            gate = evaluate_gate(GateInputs(induction=induction, mode=MODE), thresholds)
+            return self.report(gate, teacher_rates=teacher_rates)
+        self.log("student on held-out ambiguous tasks")
+        assert config.student is not None, "a model audit has a student (AuditConfig.mode)"
+        student = pipe.user_model(config.student)
+        episodes = {
+            env: {
+                "teacher": {seed: teacher_episodes[env]},
+                "student": {seed: pipe.evaluate(student, env, "ambiguous", seed)},
+                "control": {seed: base_episodes[env]},
+            }
+            for env in envs
+        }
+        sampling = f"temperature={config.temperature:g}"
+        behaviour = [behaviour_probe(env, episodes[env], sampling, "student-base") for env in envs]
+        behaviour, _ = self.adjust(behaviour, {})
+        data = {env: pipe.user_data(config.data, env) for env in envs} if config.data else {}
+        audits = []
+        if config.reference_data:
+            self.log("dataset audit against the reference data")
+            for env in envs:
+                reference = pipe.user_data(config.reference_data, env)
+                audits.append(
+                    dataset_audit(
+                        load_episodes(data[env].data.path),
+                        load_episodes(reference.data.path),
+                        seed=0,
+                    )
+                )
+        self.log("propensity and latent probes")
+        models = {"base": base, "teacher": teacher, "student": student}
+        loaded = {
+            name: load_model_and_tokenizer(a.path, device=config.device)
+            for name, a in models.items()
+        }
+        loaded["control"] = loaded["base"]
+        backend = config.backend
+        prop = [propensity(loaded, env, "task", seed=0, sandbox_backend=backend) for env in envs]
+        lat = [latent(loaded, env, seed=0, sandbox_backend=backend) for env in envs]
+        sanitization = [sanitization_stats(env, seed, data[env]) for env in data]
+        self.notes.append(
+            f"Model audit: the student is compared with its own base before distillation "
+            f"({base_ref}) on the same held-out tasks (seed {seed}); in behaviour, propensity and "
+            "latent results the 'control' subject is that base. No control student and no positive "
+            "controls were trained (they need the embedded presets), so power was not checked."
+        )
+        gate = evaluate_gate(
+            GateInputs(
+                induction=induction,
+                behaviour=behaviour,
+                latent=lat,
+                dataset_audit=audits,
+                sanitization=sanitization,
+                mode=MODE,
+                dataset_not_run=[] if config.reference_data else envs,
+            ),
+            thresholds,
+        )
+        self.note_transfer(behaviour)
+        shown = [
+            e.model_copy(update={"subject": "base"}) if e.subject == "control" else e
+            for e in examples(episodes)
+        ]
+        return self.report(
+            gate,
+            sanitization=sanitization,
             behaviour=behaviour,
+            propensity=prop,
             latent=lat,
             dataset_audit=audits,
-            sanitization=sanitization,
-            mode=MODE,
-            dataset_not_run=[] if config.reference_data else envs,
-        ),
-        thresholds,
-    )
-    audit.note_transfer(behaviour)
-    shown = [
-        e.model_copy(update={"subject": "base"}) if e.subject == "control" else e
-        for e in examples(episodes)
-    ]
-    return audit.report(
-        gate,
-        sanitization=sanitization,
-        behaviour=behaviour,
-        propensity=prop,
-        latent=lat,
-        dataset_audit=audits,
-        teacher_rates=teacher_rates,
-        examples=shown,
-    )
+            teacher_rates=teacher_rates,
+            examples=shown,
+        )

@@ -19,7 +19,6 @@ from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.family import describe_family
-from audit.pipeline.model_audit import run_model_audit
 from audit.pipeline.records import examples, sanitization_stats
 from audit.pipeline.stages import StageRunner
 from audit.probes.behaviour import METRICS, behaviour_probe
@@ -76,8 +75,6 @@ class Audit:
         return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, rollout_seed))
 
     def run(self) -> Report:
-        if self.config.mode == "model-audit":
-            return run_model_audit(self)
         config, pipe, envs = self.config, self.pipe, self.config.envs
         self.log("teachers")
         teacher = pipe.teacher(config.teacher)

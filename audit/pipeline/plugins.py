@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audit.config import AuditConfig
 from audit.pipeline.content_key import content_key
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
 from trajectories.keywords import KeywordMatcher
@@ -25,36 +24,35 @@ SANITIZERS = ("keyword", "strip-thoughts", "none")
 """The built-in `--sanitizer` values (`audit.pipeline.artifacts.AuditPipeline.sanitize`)."""
 
 
-def sanitizer_command(config: AuditConfig) -> Command | None:
-    """The parsed `cmd:` sanitizer, or None for a built-in one; `PluginError` when bad."""
-    if not is_command(config.sanitizer):
+def sanitizer_command(sanitizer: str) -> Command | None:
+    """The parsed `cmd:` `--sanitizer`, or None for a built-in one; `PluginError` when bad."""
+    if not is_command(sanitizer):
         return None
-    return Command.parse("--sanitizer", config.sanitizer, required=("in", "out"))
+    return Command.parse("--sanitizer", sanitizer, required=("in", "out"))
 
 
-def distill_command(config: AuditConfig) -> Command | None:
-    """The parsed `cmd:` distill recipe, or None for the builtin one; `PluginError` when bad."""
-    if not is_command(config.distill):
+def distill_command(distill: str) -> Command | None:
+    """The parsed `cmd:` `--distill` recipe, or None for the builtin one; `PluginError` when
+    bad."""
+    if not is_command(distill):
         return None
-    return Command.parse(
-        "--distill", config.distill, required=("data", "base", "out"), optional=("seed",)
-    )
+    return Command.parse("--distill", distill, required=("data", "base", "out"), optional=("seed",))
 
 
-def check_plugins(config: AuditConfig) -> None:
+def check_plugins(sanitizer: str, distill: str, method: str) -> None:
     """`InputError` unless the sanitizer is built in (`SANITIZERS`) or a usable `cmd:` filter
     and the distill recipe builtin or a usable `cmd:` recipe (with method sft: it gets no
     teacher)."""
-    if config.sanitizer not in SANITIZERS and not is_command(config.sanitizer):
+    if sanitizer not in SANITIZERS and not is_command(sanitizer):
         raise InputError("sanitizer must be keyword, strip-thoughts, none or cmd:COMMAND")
-    if config.distill != "builtin" and not is_command(config.distill):
+    if distill != "builtin" and not is_command(distill):
         raise InputError("distill must be builtin or cmd:COMMAND")
-    if config.method == "kd" and is_command(config.distill):
+    if method == "kd" and is_command(distill):
         raise InputError(
             "method kd needs the builtin distill recipe (a cmd: recipe gets no teacher)"
         )
-    sanitizer_command(config)
-    distill_command(config)
+    sanitizer_command(sanitizer)
+    distill_command(distill)
 
 
 def command_inputs(command: Command) -> dict[str, Any]:

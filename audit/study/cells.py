@@ -67,11 +67,11 @@ def finished_cell(cell: Cell, out: Path) -> tuple[Report, float] | None:
 
 def audit_cell(cell: Cell, quiet: bool) -> tuple[Report, float]:
     """Run the cell's audit in this process through the stage cache; its report and seconds."""
-    from audit.pipeline.orchestrator import Audit
+    from audit.pipeline.modes import make_audit
     from audit.pipeline.stages import StageRunner
 
     started = time.monotonic()
-    report = Audit(cell.config, StageRunner(), lambda _: None, progress=not quiet).run()
+    report = make_audit(cell.config, StageRunner(), lambda _: None, progress=not quiet).run()
     return report, round(time.monotonic() - started, 1)
 
 
