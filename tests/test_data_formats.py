@@ -17,6 +17,7 @@ from audit.pipeline.artifacts import AuditPipeline
 from audit.pipeline.stages import StageRunner
 from envs.api.tools import TOOL_SCHEMAS
 from envs.bash.env import BASH_TOOL
+from tests.test_inspect_log import require_inspect
 from trajectories.dataset import to_dataset
 from trajectories.formats import Format, detect, read_episodes
 from trajectories.jsonl import InputError
@@ -230,6 +231,8 @@ def test_sanitize_writes_converted_episodes(tmp_path: Path) -> None:
 
 def test_inspect_log_is_detected_and_read(tmp_path: Path) -> None:
     from trajectories.inspect_log import write_inspect_log
+
+    require_inspect()
 
     episodes = read_episodes(write(tmp_path / "in.jsonl", both_envs(Format.OPENAI)))
     log = write_inspect_log(episodes, tmp_path / "logs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,9 +25,10 @@ from trajectories.keywords import KeywordMatcher
 from trajectories.plugin import Command, PluginError
 
 REPO = Path(__file__).resolve().parent.parent
-FILTER = "cmd:python tests/plugins/drop_delete.py {in} {out} MARKER"
-RECIPE = "cmd:python tests/plugins/recipe.py {data} {base} {out} {seed} MARKER"
-FAIL = "python tests/plugins/fail.py"
+PYTHON = shlex.quote(sys.executable)
+FILTER = f"cmd:{PYTHON} tests/plugins/drop_delete.py {{in}} {{out}} MARKER"
+RECIPE = f"cmd:{PYTHON} tests/plugins/recipe.py {{data}} {{base}} {{out}} {{seed}} MARKER"
+FAIL = f"{PYTHON} tests/plugins/fail.py"
 SMALL = [
     *("--profile", "quick", "--rollouts", "8", "--eval-episodes", "8"),
     "--no-positive-controls",
