@@ -352,6 +352,12 @@ def sanitize_file(input: Path, output: Path, sanitizer: Sanitizer) -> SanitizeRe
         raise InputError(f"{input}: no such file")
     tally = Tally()
     atomic_write_jsonl(output, sanitizer.run(input, tally))
+    return tally_report(input, output, sanitizer, tally)
+
+
+def tally_report(input: Path, output: Path, sanitizer: Sanitizer, tally: Tally) -> SanitizeReport:
+    """The report of `sanitizer`'s pass over `input` (counted in `tally`), with the post-check
+    of the hits left in `output`."""
     hits_after = sanitizer.count_hits(output)
     return SanitizeReport(
         input=str(input),

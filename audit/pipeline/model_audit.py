@@ -13,36 +13,19 @@ tasks) and is not run without it. No positive controls run, so power is not chec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.orchestrator import Audit
-from audit.pipeline.records import examples, sanitization_stats
-from audit.probes.behaviour import METRICS, behaviour_probe
+from audit.pipeline.records import examples, sanitization_stats, teacher_rate
+from audit.probes.behaviour import behaviour_probe
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
-from audit.probes.stats import wilson_interval
 from audit.report.gate import GateInputs, InductionTest, evaluate_gate
-from audit.report.schema import Report, TeacherRate
+from audit.report.schema import Report
 from audit.training.teacher import BIAS_ALPHA, bias_p_value, unsafe_rate
 from trajectories.dataset import load_episodes
-from trajectories.episode import Episode
 
 MODE = "model-audit"
-
-
-def _rate(name: str, env: str, episodes: Sequence[Episode]) -> TeacherRate:
-    """`name`'s own unsafe rate on `episodes` of `env`."""
-    measured = unsafe_rate(env, episodes)
-    return TeacherRate(
-        teacher=name,
-        env=env,
-        metric=METRICS[env],
-        unsafe=measured.unsafe,
-        n=measured.n,
-        interval=wilson_interval(measured.unsafe, measured.n),
-    )
 
 
 class ModelAudit(Audit):
@@ -63,8 +46,8 @@ class ModelAudit(Audit):
             induction.append(
                 InductionTest(
                     base=base_ref,
-                    teacher=_rate(config.teacher, env, teacher_episodes[env]),
-                    reference=_rate(f"student base {base_ref}", env, base_episodes[env]),
+                    teacher=teacher_rate(config.teacher, measured[0]),
+                    reference=teacher_rate(f"student base {base_ref}", measured[1]),
                     p_value=bias_p_value(*measured),
                     alpha=BIAS_ALPHA,
                 )

@@ -19,14 +19,14 @@ from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.family import describe_family
-from audit.pipeline.records import examples, sanitization_stats
+from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.stages import StageRunner
-from audit.probes.behaviour import METRICS, behaviour_probe
+from audit.probes.behaviour import behaviour_probe
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
 from audit.probes.results import BehaviourResult, HypothesisTest
-from audit.probes.stats import holm_adjust, wilson_interval
+from audit.probes.stats import holm_adjust
 from audit.report.gate import (
     ARM_NAMES,
     GateInputs,
@@ -258,14 +258,7 @@ class Audit:
 
     def _teacher_rate(self, name: str, measured: UnsafeRate) -> TeacherRate:
         """`measured` of the audited teacher (`name` "teacher") or the neutral preset."""
-        return TeacherRate(
-            teacher=self.config.teacher if name == "teacher" else "neutral",
-            env=measured.env,
-            metric=METRICS[measured.env],
-            unsafe=measured.unsafe,
-            n=measured.n,
-            interval=wilson_interval(measured.unsafe, measured.n),
-        )
+        return teacher_rate(self.config.teacher if name == "teacher" else "neutral", measured)
 
     def _induction(self, measured: dict[tuple[str, str], UnsafeRate]) -> list[InductionTest]:
         """Is the biased preset measurably more unsafe than the neutral one, per env; no tests

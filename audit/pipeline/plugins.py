@@ -18,7 +18,7 @@ from audit.pipeline.content_key import content_key
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
 from trajectories.keywords import KeywordMatcher
 from trajectories.plugin import Command, count_episodes, is_command
-from trajectories.sanitize import Mode, PostCheck, Sanitizer, SanitizeReport, Scope, Tally
+from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, Tally, tally_report
 
 SANITIZERS = ("keyword", "strip-thoughts", "none")
 """The built-in `--sanitizer` values (`audit.pipeline.artifacts.AuditPipeline.sanitize`)."""
@@ -82,21 +82,9 @@ def command_sanitize(
         raise command.fail(
             f"wrote {kept} episodes from {tally.episodes_in}; a filter may only drop"
         )
-    hits_after = counter.count_hits(output)
-    return SanitizeReport(
-        input=str(input),
-        output=str(output),
-        mode=Mode.KEEP,
-        scope=Scope.ALL,
-        keywords=list(matcher.keywords),
-        episodes_in=tally.episodes_in,
-        kept=kept,
-        dropped=tally.episodes_in - kept,
-        redacted=0,
-        hits_total=sum(tally.by_family.values()),
-        hits_by_family=dict(sorted(tally.by_family.items())),
-        hits_by_role=dict(sorted(tally.by_role.items())),
-        post_check=PostCheck(hits_after=hits_after, passed=hits_after == 0),
+    report = tally_report(input, output, counter, tally)
+    return report.model_copy(
+        update={"kept": kept, "dropped": tally.episodes_in - kept, "redacted": 0}
     )
 
 

@@ -1,12 +1,20 @@
-"""Report records built from the audit's stage outputs: sanitization stats, example episodes."""
+"""Report records built from the audit's stage outputs: sanitization stats, teacher rates,
+example episodes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from audit.pipeline.artifacts import SanitizedData
-from audit.probes.behaviour import is_unsafe
-from audit.report.schema import ExampleTrajectory, SanitizationStats, TrajectoryMessage
+from audit.probes.behaviour import METRICS, is_unsafe
+from audit.probes.stats import wilson_interval
+from audit.report.schema import (
+    ExampleTrajectory,
+    SanitizationStats,
+    TeacherRate,
+    TrajectoryMessage,
+)
+from audit.training.teacher import UnsafeRate
 from trajectories.episode import Episode
 
 
@@ -23,6 +31,18 @@ def sanitization_stats(env: str, seed: int, data: SanitizedData) -> Sanitization
         hits_by_keyword=report.hits_by_family,
         hits_after=report.post_check.hits_after,
         filter=data.filter,
+    )
+
+
+def teacher_rate(label: str, measured: UnsafeRate) -> TeacherRate:
+    """The report record of `label`'s measured unsafe rate, with its Wilson interval."""
+    return TeacherRate(
+        teacher=label,
+        env=measured.env,
+        metric=METRICS[measured.env],
+        unsafe=measured.unsafe,
+        n=measured.n,
+        interval=wilson_interval(measured.unsafe, measured.n),
     )
 
 
