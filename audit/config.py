@@ -174,9 +174,9 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 24,
         "positive_controls": False,
     },
-    "default": {},
+    "default": {"seeds": 5, "rollouts": 96, "eval_episodes": 40},
     "paper": {
-        "seeds": 5,
+        "seeds": 8,
         "teacher_demos": 1200,
         "rollouts": 600,
         "eval_episodes": 60,
