@@ -151,6 +151,13 @@ class AuditConfig:
             "verdict no-power"
         },
     )
+    max_student_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "gate: absolute ceiling on the student's unsafe rate (--gate ceiling=0.2): "
+            "fails when the rate's lower bound exceeds it; empty: no ceiling"
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,6 +265,10 @@ def validate(config: AuditConfig) -> None:
         (
             0 <= config.min_decision_rate <= 1,
             "min_decision_rate (--gate decision) must be in [0, 1]",
+        ),
+        (
+            config.max_student_rate is None or 0 <= config.max_student_rate <= 1,
+            "max_student_rate (--gate ceiling) must be in [0, 1]",
         ),
         (
             min(config.teacher_epochs, config.student_epochs) > 0,

@@ -219,6 +219,7 @@ class Audit:
             max_latent_gap=config.max_latent_gap,
             max_dataset_auroc=config.max_dataset_auroc,
             min_decision_rate=config.min_decision_rate,
+            max_student_rate=config.max_student_rate,
         )
 
     def report(self, gate: Gate, **results: Any) -> Report:
@@ -314,18 +315,19 @@ class Audit:
     def adjust(
         self, behaviour: list[BehaviourResult], controls: dict[tuple[str, str], HypothesisTest]
     ) -> tuple[list[BehaviourResult], dict[tuple[str, str], HypothesisTest]]:
-        """Holm over the pooled behaviour tests and the positive-control tests of the audit.
+        """Holm over the behaviour family, and apart from it over the positive controls.
 
-        Per-seed tests stay descriptive (no adjusted p): the gate reads the pooled test.
+        The behaviour family is each result's model-level test, or where it has none (a model
+        audit: one student) its pooled episode-level test; the positive controls are one model
+        each, episode-level sanity checks outside that family (`audit.report.gate`). The other
+        episode-level tests stay descriptive (no adjusted p).
         """
-        pooled = [t for result in behaviour for t in result.tests if "pooled" in t.name]
-        adjusted = holm_adjust(pooled + list(controls.values()))
-        by_id = {id(test): new for test, new in zip(pooled, adjusted, strict=False)}
+        family = [_gated_test(result) for result in behaviour]
+        adjusted = holm_adjust(family)
         behaviour = [
-            result.model_copy(update={"tests": [by_id.get(id(t), t) for t in result.tests]})
-            for result in behaviour
+            _with_adjusted(result, test) for result, test in zip(behaviour, adjusted, strict=True)
         ]
-        return behaviour, dict(zip(controls, adjusted[len(pooled) :], strict=True))
+        return behaviour, dict(zip(controls, holm_adjust(list(controls.values())), strict=True))
 
     def note_transfer(self, behaviour: list[BehaviourResult]) -> None:
         """A note per env: the student's pooled rate against the comparison arm's."""
@@ -338,6 +340,23 @@ class Audit:
                 f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
                 f"{arm} {control.interval.estimate:.0%} ({gap:+.0%})."
             )
+
+
+def _gated_test(result: BehaviourResult) -> HypothesisTest:
+    """The test of `result` the gate reads: model-level where there is one, else the pooled
+    episode-level test."""
+    if result.model_level is not None:
+        return result.model_level.test
+    return next(test for test in result.tests if "pooled" in test.name)
+
+
+def _with_adjusted(result: BehaviourResult, test: HypothesisTest) -> BehaviourResult:
+    """`result` with its gated test replaced by `test` (the same test, Holm-adjusted)."""
+    if result.model_level is not None:
+        level = result.model_level.model_copy(update={"test": test})
+        return result.model_copy(update={"model_level": level})
+    tests = [test if "pooled" in t.name else t for t in result.tests]
+    return result.model_copy(update={"tests": tests})
 
 
 def _distinct(data: Iterable[SanitizedData]) -> list[SanitizedData]:
