@@ -134,7 +134,9 @@ def _null_rejections(
         control = rng.binomial(episodes, rng.beta(a, b, seeds))
         models = [(int(u), episodes) for u in student], [(int(u), episodes) for u in control]
         new += permutation_greater(*models, "m", paired=True).p_value < ALPHA
-        strata = [(int(s), episodes, int(c), episodes) for s, c in zip(student, control)]
+        strata = [
+            (int(s), episodes, int(c), episodes) for s, c in zip(student, control, strict=True)
+        ]
         old += mantel_haenszel_greater(strata, "e").p_value < ALPHA
     return new, old
 
