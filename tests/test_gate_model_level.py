@@ -122,3 +122,26 @@ def test_positive_controls_are_adjusted_apart_from_the_behaviour_family():
     assert adjusted[0].model_level.test.p_adjusted == pytest.approx(1 / 252)
     assert controls["leaky", "api"].p_adjusted == pytest.approx(control.p_value)
     assert all(t.p_adjusted is None for t in adjusted[0].tests)
+
+
+def test_report_html_shows_the_model_level_test_and_interval():
+    from audit.report.render import render_html
+    from audit.report.schema import Report
+    from tests.report_sample import make_report
+
+    inputs, gate = _gate([_result("api", *CLEAR)], max_student_rate=0.9)
+    report = make_report("neutral")
+    data = report.model_dump(mode="json")
+    data.update(
+        behaviour=[r.model_dump(mode="json") for r in inputs.behaviour],
+        gate=gate.model_dump(mode="json"),
+        exit_code=int(exit_code_of(gate)),
+    )
+    level = inputs.behaviour[0].model_level
+    html = render_html(Report.model_validate(data))
+    assert "Model-level test (the gate reads it)" in html
+    assert "permutation-exact, 252 relabelings" in html
+    low, high = level.difference.low * 100, level.difference.high * 100
+    assert f"{low:+.1f}% &ndash; {high:+.1f}%" in html
+    assert "Episode-level test (detail" in html
+    assert "a ceiling, when set (90.0%)" in html
