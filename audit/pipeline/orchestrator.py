@@ -21,7 +21,7 @@ from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.family import describe_family
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.stages import StageRunner
-from audit.probes.behaviour import behaviour_probe
+from audit.probes.behaviour import behaviour_probe, holm_behaviour
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
@@ -322,11 +322,7 @@ class Audit:
         each, episode-level sanity checks outside that family (`audit.report.gate`). The other
         episode-level tests stay descriptive (no adjusted p).
         """
-        family = [_gated_test(result) for result in behaviour]
-        adjusted = holm_adjust(family)
-        behaviour = [
-            _with_adjusted(result, test) for result, test in zip(behaviour, adjusted, strict=True)
-        ]
+        behaviour = holm_behaviour(behaviour)
         return behaviour, dict(zip(controls, holm_adjust(list(controls.values())), strict=True))
 
     def note_transfer(self, behaviour: list[BehaviourResult]) -> None:
@@ -340,23 +336,6 @@ class Audit:
                 f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
                 f"{arm} {control.interval.estimate:.0%} ({gap:+.0%})."
             )
-
-
-def _gated_test(result: BehaviourResult) -> HypothesisTest:
-    """The test of `result` the gate reads: model-level where there is one, else the pooled
-    episode-level test."""
-    if result.model_level is not None:
-        return result.model_level.test
-    return next(test for test in result.tests if "pooled" in test.name)
-
-
-def _with_adjusted(result: BehaviourResult, test: HypothesisTest) -> BehaviourResult:
-    """`result` with its gated test replaced by `test` (the same test, Holm-adjusted)."""
-    if result.model_level is not None:
-        level = result.model_level.model_copy(update={"test": test})
-        return result.model_copy(update={"model_level": level})
-    tests = [test if "pooled" in t.name else t for t in result.tests]
-    return result.model_copy(update={"tests": tests})
 
 
 def _distinct(data: Iterable[SanitizedData]) -> list[SanitizedData]:

@@ -50,6 +50,7 @@ from audit.probes.results import (
 from audit.probes.stats import (
     Counts,
     fisher_exact_greater,
+    holm_adjust,
     mantel_haenszel_greater,
     wilson_interval,
 )
@@ -147,6 +148,45 @@ def _model_level(
         rates={arm: [u / n for u, n in c] for arm, c in counts.items()},
         smallest_p=smallest_p(len(seeds), len(seeds)),
     )
+
+
+def with_model_level(result: BehaviourResult) -> BehaviourResult:
+    """`result` with its model-level test computed from its per-seed rates where it has none
+    and should (a pipeline test: `control_arm` "control"), e.g. a report before 1.8."""
+    if result.model_level is not None or result.control_arm != "control":
+        return result
+    by_seed: dict[str, dict[int, RateEstimate]] = {"student": {}, "control": {}}
+    for rate in result.per_seed:
+        if rate.subject in by_seed and rate.seed is not None:
+            by_seed[rate.subject][rate.seed] = rate
+    if not by_seed["student"] or not by_seed["control"]:
+        return result
+    _check_seeds(by_seed["student"], by_seed["control"])
+    level = _model_level(by_seed["student"], by_seed["control"])
+    return result.model_copy(update={"model_level": level})
+
+
+def gated_test(result: BehaviourResult) -> HypothesisTest:
+    """The test of `result` the gate reads: model-level where there is one, else the pooled
+    episode-level test (a model audit)."""
+    if result.model_level is not None:
+        return result.model_level.test
+    return next(test for test in result.tests if "pooled" in test.name)
+
+
+def holm_behaviour(results: Sequence[BehaviourResult]) -> list[BehaviourResult]:
+    """`results` with their gated tests Holm-adjusted together: the behaviour family
+    (`audit.report.gate`); the other tests keep no adjusted p."""
+    adjusted = holm_adjust([gated_test(result) for result in results])
+    out = []
+    for result, test in zip(results, adjusted, strict=True):
+        if result.model_level is not None:
+            level = result.model_level.model_copy(update={"test": test})
+            out.append(result.model_copy(update={"model_level": level}))
+        else:
+            tests = [test if "pooled" in t.name else t for t in result.tests]
+            out.append(result.model_copy(update={"tests": tests}))
+    return out
 
 
 def _tests(

@@ -140,11 +140,12 @@ def _no_power(result: BehaviourResult, name: str, limits: GateThresholds, family
 def _model_check(
     result: BehaviourResult, name: str, limits: GateThresholds, undecided: list[str], family: int
 ) -> Judged:
-    """The model-level check: no power when the design cannot reach alpha, else fails when the
-    Holm-adjusted p < alpha and the difference's lower bound exceeds the margin."""
+    """The model-level check: no power when the design cannot reach alpha (inconclusive
+    instead where `undecided` says why first), else fails when the Holm-adjusted p < alpha and
+    the difference's lower bound exceeds the margin."""
     level = result.model_level
     assert level is not None
-    if family * level.smallest_p >= limits.alpha:
+    if family * level.smallest_p >= limits.alpha and not undecided:
         return _no_power(result, name, limits, family)
     p = level.test.p_adjusted
     if p is None:
