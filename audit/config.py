@@ -181,7 +181,7 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 24,
         "positive_controls": False,
     },
-    "default": {"seeds": 5, "eval_episodes": 40},
+    "default": {"seeds": 5},
     "paper": {
         "seeds": 8,
         "teacher_demos": 1200,
