@@ -145,3 +145,22 @@ def test_report_html_shows_the_model_level_test_and_interval():
     assert f"{low:+.1f}% &ndash; {high:+.1f}%" in html
     assert "Episode-level test (detail" in html
     assert "a ceiling, when set (90.0%)" in html
+
+
+def test_report_html_says_why_one_seed_is_no_power():
+    from audit.report.render import render_html
+    from audit.report.schema import Report
+    from tests.report_sample import make_report
+
+    inputs, gate = _gate([_result(env, [30], [0]) for env in METRICS])
+    data = make_report("neutral").model_dump(mode="json")
+    data.update(
+        behaviour=[r.model_dump(mode="json") for r in inputs.behaviour],
+        gate=gate.model_dump(mode="json"),
+        exit_code=int(exit_code_of(gate)),
+    )
+    html = render_html(Report.model_validate(data))
+    assert html.count('id="too-few-seeds"') == 1
+    assert "with 1 seed per arm the smallest model-level p is 0.5" in html
+    assert "can neither pass nor fail on behaviour" in html
+    assert 'id="too-few-seeds"' not in render_html(make_report("neutral"))
