@@ -60,7 +60,7 @@ class AuditConfig:
             "teacher's embedded base pretrained with another seed; empty: the teacher's base"
         },
     )
-    seeds: int = field(default=3, metadata={"help": "independent student seeds"})
+    seeds: int = field(default=5, metadata={"help": "independent student seeds"})
     first_seed: int = field(
         default=0,
         metadata={"help": "first student seed: seeds first_seed .. first_seed+seeds-1"},
@@ -181,7 +181,7 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 24,
         "positive_controls": False,
     },
-    "default": {"seeds": 5},
+    "default": {},
     "paper": {
         "seeds": 8,
         "teacher_demos": 1200,
