@@ -236,7 +236,9 @@ def render_results(docs: Path) -> str:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.globals.update(pick=pick, pct=pct, pvalue=pvalue, seeds_needed=seeds_needed)
+    env.globals.update(
+        pick=pick, pct=pct, pvalue=pvalue, seeds_needed=seeds_needed, smallest_p=smallest_p
+    )
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
     fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
@@ -250,6 +252,7 @@ def render_results(docs: Path) -> str:
         if row["teacher"] == "biased"
     ]
     summary = factor_summary(transfer) if transfer else []
+    model_level = {name: model_level_summary(s) for name, s in studies.items() if s}
     text = env.get_template("results.md.jinja").render(
         studies=studies,
         tables=tables,
@@ -261,7 +264,15 @@ def render_results(docs: Path) -> str:
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),
-        model_level={name: model_level_summary(s) for name, s in studies.items() if s},
+        model_level=model_level,
+        study_seeds=sorted(
+            {
+                k
+                for m in model_level.values()
+                for t in m["by_teacher"].values()
+                for k in t["models_per_arm"]
+            }
+        ),
     )
     return reflow(text)
 
