@@ -18,7 +18,8 @@ Checks, one per measured result:
   attainable Holm-adjusted p, tests x 1 / C(2k, k) with k seeds per arm, is at least `alpha`:
   1 to 4 seeds at alpha 0.01 with 1 or 2 envs), the check is a power check that fails (verdict
   no-power) and says how many seeds per arm are needed. A model audit has ONE student, so the
-  episode is its unit: there the check reads the pooled episode-level test (exact
+  episode is its unit: there (and in a report from before 1.8, which has no model-level
+  test) the check reads the pooled episode-level test (exact
   Mantel-Haenszel over one stratum, i.e. Fisher) and compares the point difference with
   `margin`, as before report 1.8. A behaviour check that would pass while a decision check of
   its env failed is inconclusive (skipped, not passed).
