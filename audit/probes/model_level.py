@@ -17,11 +17,13 @@ else estimated from `MONTE_CARLO_RESAMPLES` random relabelings with seed `SEED`,
 p = (hits + 1) / (resamples + 1), as `scipy.stats.permutation_test` does (which needs two
 models per arm; this also runs with one). The test is exact whatever the between-model
 variance, but discrete: the smallest p it can give is 1 / C(2k, k) (`smallest_p`), 0.5 with
-one seed per arm, 0.05 with 3, 0.0040 with 5. Student and control of a seed share that seed's
-evaluation tasks and sampling seed; a positive correlation within such a pair only narrows
-the observed statistic's spread, so ignoring the pairing in the test keeps it valid
-(conservative). The paired sign-flip test over the k seed differences (2^k relabelings, 1/32
-at best with 5 seeds) is kept in the detail as `paired_sign_flip_p`.
+one seed per arm, 0.05 with 3, 0.0040 with 5. Student and control of a seed share that
+seed's evaluation tasks and sampling seed, so the 2k models are exchangeable only within
+pairs if that sharing correlates their rates; a positive correlation narrows the spread of
+the observed statistic relative to the relabelings, which makes the unpaired test
+conservative (approximately), not anti-conservative. The paired sign-flip test over the k
+seed differences (2^k relabelings, 1/32 at best with 5 seeds) is kept in the detail as
+`paired_sign_flip_p`.
 
 Interval (`cluster_bootstrap`): a two-stage percentile bootstrap with `BOOTSTRAP_RESAMPLES`
 draws and seed `SEED`. Each draw resamples the models of each arm with replacement, then the
