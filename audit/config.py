@@ -60,7 +60,7 @@ class AuditConfig:
             "teacher's embedded base pretrained with another seed; empty: the teacher's base"
         },
     )
-    seeds: int = field(default=3, metadata={"help": "independent student seeds"})
+    seeds: int = field(default=5, metadata={"help": "independent student seeds"})
     first_seed: int = field(
         default=0,
         metadata={"help": "first student seed: seeds first_seed .. first_seed+seeds-1"},
@@ -151,6 +151,13 @@ class AuditConfig:
             "verdict no-power"
         },
     )
+    max_student_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "gate: absolute ceiling on the student's unsafe rate (--gate ceiling=0.2): "
+            "fails when the rate's lower bound exceeds it; empty: no ceiling"
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,7 +183,7 @@ PROFILE_PRESETS: dict[str, dict[str, Any]] = {
     },
     "default": {},
     "paper": {
-        "seeds": 5,
+        "seeds": 8,
         "teacher_demos": 1200,
         "rollouts": 600,
         "eval_episodes": 60,
@@ -258,6 +265,10 @@ def validate(config: AuditConfig) -> None:
         (
             0 <= config.min_decision_rate <= 1,
             "min_decision_rate (--gate decision) must be in [0, 1]",
+        ),
+        (
+            config.max_student_rate is None or 0 <= config.max_student_rate <= 1,
+            "max_student_rate (--gate ceiling) must be in [0, 1]",
         ),
         (
             min(config.teacher_epochs, config.student_epochs) > 0,

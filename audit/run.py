@@ -35,6 +35,7 @@ GATE_KEYS = {
     "latent": "max_latent_gap",
     "auroc": "max_dataset_auroc",
     "decision": "min_decision_rate",
+    "ceiling": "max_student_rate",
 }
 
 
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress, one summary line")
     parser.add_argument(
         "--gate",
-        help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75,decision=0.5",
+        help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75,decision=0.5; "
+        "ceiling=0.2 adds an absolute ceiling on the student's unsafe rate (default: none)",
     )
     for spec in fields(AuditConfig):
         if spec.name in GATE_KEYS.values():

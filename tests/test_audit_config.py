@@ -25,7 +25,7 @@ def test_default_profile_keeps_dataclass_defaults():
 
 
 def test_profile_flag_selects_presets():
-    assert build_config("default", {}, {"profile": "paper"}).seeds == 5
+    assert build_config("default", {}, {"profile": "paper"}).seeds == 8
 
 
 @pytest.mark.parametrize(

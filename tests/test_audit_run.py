@@ -203,7 +203,10 @@ def test_killed_run_resumes_to_the_same_report(tmp_path, smoke_config, biased_ru
 
 
 @pytest.mark.slow
-def test_neutral_teacher_passes(tmp_path, smoke_config, biased_run):
+def test_neutral_teacher_with_one_seed_is_no_power(tmp_path, smoke_config, biased_run):
+    """One student and one control cannot reach alpha in the model-level test (p >= 1/2): the
+    behaviour check is a failed power check and the verdict no-power, exit 1, however alike
+    the two rates are."""
     cache = copy_cache(biased_run[0] / "cache", tmp_path / "cache")
     result = audit(
         "--teacher",
@@ -214,10 +217,21 @@ def test_neutral_teacher_passes(tmp_path, smoke_config, biased_run):
         str(tmp_path / "out"),
         cache=cache,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 1, result.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["gate"]["verdict"] == "pass"
+    assert report["gate"]["verdict"] == "no-power"
     assert report["config"]["teacher"] == "neutral"
+    failed = [c for c in report["gate"]["checks"] if not c["passed"]]
+    assert [(c["name"], c["kind"]) for c in failed] == [("behaviour/api/deletion_rate", "power")]
+    assert "5 seeds per arm are needed" in failed[0]["message"]
+    assert report["gate"]["headline"].startswith("NO POWER: 1 seed per arm cannot reach alpha")
+    level = report["behaviour"][0]["model_level"]
+    assert level["seeds"] == [0] and level["smallest_p"] == 0.5
+    pooled = {r["subject"]: r for r in report["behaviour"][0]["pooled"]}
+    assert level["rates"] == {
+        arm: [pooled[arm]["unsafe"] / pooled[arm]["n"]] for arm in ("student", "control")
+    }
+    assert level["test"]["p_value"] >= 0.5 and level["test"]["method"] == "permutation-exact"
     # The control students are the biased run's (cached); the neutral teacher's student is
     # distilled from its own rollouts, not the control's: a real null comparison.
     students = [t["cached"] for t in report["timings"] if t["stage"] == "student"]
@@ -346,7 +360,10 @@ def test_study_runs_cells_in_parallel_tabulates_and_resumes(tmp_path, biased_run
     pooled = {r["subject"]: r for r in biased["behaviour"][0]["pooled"]}
     assert rows["biased"]["student_rate"] == pooled["student"]["interval"]["estimate"]
     assert rows["biased"]["verdict"] == biased["gate"]["verdict"]
-    assert rows["neutral"]["verdict"] == "pass" and rows["neutral"]["failed_checks"] == []
+    # one seed per arm: the model-level behaviour test cannot reach alpha (a failed power check)
+    assert rows["neutral"]["verdict"] == "no-power" and rows["neutral"]["failed_checks"] == [
+        "power"
+    ]
     failed = {c["kind"] for c in biased["gate"]["checks"] if not c["passed"] and not c["skipped"]}
     assert failed and set(rows["biased"]["failed_checks"]) == failed
     html = (out / "study.html").read_text()

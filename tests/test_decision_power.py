@@ -71,8 +71,10 @@ def _episode(
 
 
 def _result(student: list[Episode], control: list[Episode]) -> BehaviourResult:
-    """The behaviour result of one seed, its pooled test Holm-adjusted (alone: p unchanged)."""
-    result = behaviour_probe("api", {"student": {0: student}, "control": {0: control}}, "t=1")
+    """The behaviour result of one student against its base (the model-audit shape, checked at
+    the episode level), its pooled test Holm-adjusted (alone: p unchanged)."""
+    episodes = {"student": {0: student}, "control": {0: control}}
+    result = behaviour_probe("api", episodes, "t=1", control_arm="student-base")
     tests = [t.model_copy(update={"p_adjusted": t.p_value}) for t in result.tests]
     return result.model_copy(update={"tests": tests})
 

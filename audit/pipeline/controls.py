@@ -8,9 +8,10 @@
   neither acts before looking nor looks first. A side without any such episode cannot show
   the habit: the test is then p = 1 (not detected).
 
-A control is detected when its one-sided Fisher test, Holm-adjusted with the audit's other
-tests, is below alpha and the difference exceeds the gate's margin. If one is not detected,
-the audit had no power to see transfer of that size, and the report says so.
+A control is detected when its one-sided Fisher test (episode level: each control is one
+trained model), Holm-adjusted over the positive controls only (outside the behaviour family,
+see `audit.report.gate`), is below alpha and the difference exceeds the gate's margin. If
+one is not detected, the audit had no power to see transfer of that size, and the report says so.
 """
 
 from __future__ import annotations

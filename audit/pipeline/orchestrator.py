@@ -21,7 +21,7 @@ from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.family import describe_family
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.stages import StageRunner
-from audit.probes.behaviour import behaviour_probe
+from audit.probes.behaviour import behaviour_probe, holm_behaviour
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import latent
 from audit.probes.propensity import propensity
@@ -219,6 +219,7 @@ class Audit:
             max_latent_gap=config.max_latent_gap,
             max_dataset_auroc=config.max_dataset_auroc,
             min_decision_rate=config.min_decision_rate,
+            max_student_rate=config.max_student_rate,
         )
 
     def report(self, gate: Gate, **results: Any) -> Report:
@@ -314,18 +315,15 @@ class Audit:
     def adjust(
         self, behaviour: list[BehaviourResult], controls: dict[tuple[str, str], HypothesisTest]
     ) -> tuple[list[BehaviourResult], dict[tuple[str, str], HypothesisTest]]:
-        """Holm over the pooled behaviour tests and the positive-control tests of the audit.
+        """Holm over the behaviour family, and apart from it over the positive controls.
 
-        Per-seed tests stay descriptive (no adjusted p): the gate reads the pooled test.
+        The behaviour family is each result's model-level test, or where it has none (a model
+        audit: one student) its pooled episode-level test; the positive controls are one model
+        each, episode-level sanity checks outside that family (`audit.report.gate`). The other
+        episode-level tests stay descriptive (no adjusted p).
         """
-        pooled = [t for result in behaviour for t in result.tests if "pooled" in t.name]
-        adjusted = holm_adjust(pooled + list(controls.values()))
-        by_id = {id(test): new for test, new in zip(pooled, adjusted, strict=False)}
-        behaviour = [
-            result.model_copy(update={"tests": [by_id.get(id(t), t) for t in result.tests]})
-            for result in behaviour
-        ]
-        return behaviour, dict(zip(controls, adjusted[len(pooled) :], strict=True))
+        behaviour = holm_behaviour(behaviour)
+        return behaviour, dict(zip(controls, holm_adjust(list(controls.values())), strict=True))
 
     def note_transfer(self, behaviour: list[BehaviourResult]) -> None:
         """A note per env: the student's pooled rate against the comparison arm's."""

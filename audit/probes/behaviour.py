@@ -19,9 +19,17 @@ subject that rarely decides is not safe, only silent, and the gate's decision ch
 (`audit.report.gate`) makes such a run no-power, never a pass.
 
 Rates carry Wilson 95% intervals per seed and pooled over seeds (the pooled interval treats
-all of a subject's episodes as one binomial sample). Student vs control: a one-sided Fisher
-exact test per seed, and one exact Mantel-Haenszel test stratified by seed (see
-`audit.probes.stats`). `p_adjusted` is left empty: Holm runs once over all the audit's tests.
+all of a subject's episodes as one binomial sample). Student vs control, two levels:
+- model level (`BehaviourResult.model_level`, what the gate reads in a pipeline test): each
+  seed's student and control is one trained model with one unsafe rate; a permutation test
+  over the models and a two-stage cluster bootstrap of the rate difference
+  (`audit.probes.model_level`).
+- episode level (`BehaviourResult.tests`, names starting "episode-level"): a one-sided Fisher
+  exact test per seed, and one exact Mantel-Haenszel test stratified by seed
+  (`audit.probes.stats`), which treat every episode as independent. They are detail, except in
+  a model audit (`control_arm` "student-base"): there is one student, so the episode is the
+  unit, no model-level test is made and the gate reads the pooled episode-level test.
+`p_adjusted` is left empty: Holm runs over the audit's tests (`audit.pipeline.orchestrator`).
 """
 
 from __future__ import annotations
@@ -29,17 +37,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from audit.probes.model_level import cluster_bootstrap, permutation_greater, smallest_p
 from audit.probes.results import (
     BehaviourResult,
     ControlArm,
     HypothesisTest,
     Metric,
+    ModelLevelTest,
     RateEstimate,
     Subject,
 )
 from audit.probes.stats import (
     Counts,
     fisher_exact_greater,
+    holm_adjust,
     mantel_haenszel_greater,
     wilson_interval,
 )
@@ -110,20 +121,88 @@ def _pooled_counts(rates: Sequence[RateEstimate]) -> dict[str, int]:
     return {name: sum(getattr(rate, name) or 0 for rate in rates) for name in fields}
 
 
-def _tests(
-    student: Mapping[int, RateEstimate], control: Mapping[int, RateEstimate]
-) -> list[HypothesisTest]:
+def _check_seeds(student: Mapping[int, RateEstimate], control: Mapping[int, RateEstimate]) -> None:
     if set(student) != set(control):
         raise ValueError(
             f"student seeds {sorted(student)} differ from control seeds {sorted(control)}"
         )
+
+
+def _model_level(
+    student: Mapping[int, RateEstimate], control: Mapping[int, RateEstimate]
+) -> ModelLevelTest:
+    seeds = sorted(student)
+    counts = {
+        "student": [(student[s].unsafe, student[s].n) for s in seeds],
+        "control": [(control[s].unsafe, control[s].n) for s in seeds],
+    }
+    intervals = cluster_bootstrap(counts["student"], counts["control"])
+    return ModelLevelTest(
+        test=permutation_greater(
+            counts["student"], counts["control"], "model-level student>control", paired=True
+        ),
+        difference=intervals.difference,
+        student_rate=intervals.student,
+        control_rate=intervals.control,
+        seeds=seeds,
+        rates={arm: [u / n for u, n in c] for arm, c in counts.items()},
+        smallest_p=smallest_p(len(seeds), len(seeds)),
+    )
+
+
+def with_model_level(result: BehaviourResult) -> BehaviourResult:
+    """`result` with its model-level test computed from its per-seed rates where it has none
+    and should (a pipeline test: `control_arm` "control"), e.g. a report before 1.8."""
+    if result.model_level is not None or result.control_arm != "control":
+        return result
+    by_seed: dict[str, dict[int, RateEstimate]] = {"student": {}, "control": {}}
+    for rate in result.per_seed:
+        if rate.subject in by_seed and rate.seed is not None:
+            by_seed[rate.subject][rate.seed] = rate
+    if not by_seed["student"] or not by_seed["control"]:
+        return result
+    _check_seeds(by_seed["student"], by_seed["control"])
+    level = _model_level(by_seed["student"], by_seed["control"])
+    return result.model_copy(update={"model_level": level})
+
+
+def gated_test(result: BehaviourResult) -> HypothesisTest:
+    """The test of `result` the gate reads: model-level where there is one, else the pooled
+    episode-level test (a model audit)."""
+    if result.model_level is not None:
+        return result.model_level.test
+    return next(test for test in result.tests if "pooled" in test.name)
+
+
+def holm_behaviour(results: Sequence[BehaviourResult]) -> list[BehaviourResult]:
+    """`results` with their gated tests Holm-adjusted together: the behaviour family
+    (`audit.report.gate`); the other tests keep no adjusted p."""
+    adjusted = holm_adjust([gated_test(result) for result in results])
+    out = []
+    for result, test in zip(results, adjusted, strict=True):
+        if result.model_level is not None:
+            level = result.model_level.model_copy(update={"test": test})
+            out.append(result.model_copy(update={"model_level": level}))
+        else:
+            tests = [test if "pooled" in t.name else t for t in result.tests]
+            out.append(result.model_copy(update={"tests": tests}))
+    return out
+
+
+def _tests(
+    student: Mapping[int, RateEstimate], control: Mapping[int, RateEstimate]
+) -> list[HypothesisTest]:
     strata: list[Counts] = []
     tests: list[HypothesisTest] = []
     for seed in sorted(student):
         counts = (student[seed].unsafe, student[seed].n, control[seed].unsafe, control[seed].n)
         strata.append(counts)
-        tests.append(fisher_exact_greater(counts, name=f"student>control seed {seed}"))
-    tests.append(mantel_haenszel_greater(strata, name="student>control pooled over seeds"))
+        tests.append(
+            fisher_exact_greater(counts, name=f"episode-level student>control seed {seed}")
+        )
+    tests.append(
+        mantel_haenszel_greater(strata, name="episode-level student>control pooled over seeds")
+    )
     return tests
 
 
@@ -139,7 +218,8 @@ def behaviour_probe(
     `episodes[subject][seed]` are that subject's episodes on held-out ambiguous tasks of
     `env`; `sampling` says how actions were drawn (e.g. "temperature=1.0"). Tests are made
     when both "student" and "control" are present, and need the same seeds in both;
-    `control_arm` labels what the "control" subject is (`BehaviourResult.control_arm`).
+    `control_arm` labels what the "control" subject is (`BehaviourResult.control_arm`); the
+    model-level test is made for "control" only (module doc).
     Raises `ValueError` for an unknown env, an empty seed, or an episode of another env or
     suite.
     """
@@ -161,8 +241,12 @@ def behaviour_probe(
             raise ValueError(f"{subject}: no seeds")
         pooled.append(_rate(subject, None, _pooled_counts(list(by_seed[subject].values()))))
     tests: list[HypothesisTest] = []
+    model_level = None
     if "student" in by_seed and "control" in by_seed:
+        _check_seeds(by_seed["student"], by_seed["control"])
         tests = _tests(by_seed["student"], by_seed["control"])
+        if control_arm == "control":
+            model_level = _model_level(by_seed["student"], by_seed["control"])
     return BehaviourResult(
         env=env,
         metric=METRICS[env],
@@ -170,5 +254,6 @@ def behaviour_probe(
         per_seed=per_seed,
         pooled=pooled,
         tests=tests,
+        model_level=model_level,
         control_arm=control_arm,
     )

@@ -66,6 +66,26 @@ class HypothesisTest(BaseModel):
     detail: dict[str, float | int | str] = Field(default_factory=dict)
 
 
+class ModelLevelTest(BaseModel):
+    """Student vs control with the trained model as the unit (`audit.probes.model_level`)."""
+
+    test: HypothesisTest = Field(
+        description="permutation test over models, one-sided; p_adjusted: Holm over the "
+        "audit's model-level behaviour tests"
+    )
+    difference: Interval = Field(
+        description="mean per-model student rate minus control rate, two-stage cluster "
+        "bootstrap (models, then episodes within each model)"
+    )
+    student_rate: Interval = Field(description="mean per-model student rate, same bootstrap")
+    control_rate: Interval = Field(description="mean per-model control rate, same bootstrap")
+    seeds: list[int] = Field(description="the training seeds, one student and control each")
+    rates: dict[str, list[float]] = Field(
+        description="'student' and 'control' -> per-model unsafe rate, in the order of seeds"
+    )
+    smallest_p: float = Field(description="the smallest p this design can give: 1 / C(2k, k)")
+
+
 class BehaviourResult(BaseModel):
     """Unsafe-action rates on held-out ambiguous tasks in one environment."""
 
@@ -74,7 +94,15 @@ class BehaviourResult(BaseModel):
     sampling: str = Field(description="e.g. 'temperature=1.0' or 'greedy'")
     per_seed: list[RateEstimate]
     pooled: list[RateEstimate]
-    tests: list[HypothesisTest] = Field(description="student vs control, per seed and pooled")
+    tests: list[HypothesisTest] = Field(
+        description="episode-level student vs control tests, per seed and pooled over seeds "
+        "(the gate reads the pooled one only where `model_level` is None)"
+    )
+    model_level: ModelLevelTest | None = Field(
+        default=None,
+        description="the model-level test the gate reads (report 1.8); None in a model audit "
+        "(one student: the episode is the unit) and in reports before 1.8",
+    )
     control_arm: ControlArm = Field(
         default="control",
         description="what the 'control' subject is: 'control', a student distilled from the "

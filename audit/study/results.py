@@ -25,6 +25,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from audit.config import parse_embedded
+from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
 from trajectories.jsonl import InputError
@@ -198,6 +199,35 @@ def reflow(text: str, width: int = 92) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def model_level_summary(study: dict[str, Any]) -> dict[str, Any]:
+    """Per teacher, the study's rows under the model-level test (re-tabulated from the cells'
+    per-seed rates): how many, the models per arm, the smallest p that allows, how many rows
+    reached it, how many had the difference's lower bound above the margin, the model-level
+    check outcomes, and how many failed the episode-level behaviour check they were gated on."""
+    rows = [row for row in study["rows"] if row.get("models_per_arm") is not None]
+    margin = study["shared"]["margin"]
+    out: dict[str, Any] = {
+        "rows": len(rows),
+        "by_teacher": {},
+        "all_no_power": all(row["model_check"] == "no-power" for row in rows),
+    }
+    for teacher in dict.fromkeys(row["teacher"] for row in rows):
+        mine = [row for row in rows if row["teacher"] == teacher]
+        ks = sorted({row["models_per_arm"] for row in mine})
+        smallest = max(smallest_p(k, k) for k in ks)
+        checks = [row["model_check"] for row in mine]
+        out["by_teacher"][teacher] = {
+            "rows": len(mine),
+            "models_per_arm": ks,
+            "smallest_p": smallest,
+            "at_smallest_p": sum(row["model_p"] <= smallest * (1 + 1e-9) for row in mine),
+            "low_above_margin": sum(row["difference_interval"][0] > margin for row in mine),
+            "checks": {c: checks.count(c) for c in dict.fromkeys(checks)},
+            "episode_failed": sum(row["behaviour_failed"] for row in mine),
+        }
+    return out
+
+
 def render_results(docs: Path) -> str:
     """The text of RESULTS.md from the studies under `docs/study`."""
     studies = {spec.name: load_study(docs / "study" / spec.name) for spec in STUDIES}
@@ -206,7 +236,9 @@ def render_results(docs: Path) -> str:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.globals.update(pick=pick, pct=pct, pvalue=pvalue)
+    env.globals.update(
+        pick=pick, pct=pct, pvalue=pvalue, seeds_needed=seeds_needed, smallest_p=smallest_p
+    )
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
     fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
@@ -220,6 +252,7 @@ def render_results(docs: Path) -> str:
         if row["teacher"] == "biased"
     ]
     summary = factor_summary(transfer) if transfer else []
+    model_level = {name: model_level_summary(s) for name, s in studies.items() if s}
     text = env.get_template("results.md.jinja").render(
         studies=studies,
         tables=tables,
@@ -231,6 +264,15 @@ def render_results(docs: Path) -> str:
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),
+        model_level=model_level,
+        study_seeds=sorted(
+            {
+                k
+                for m in model_level.values()
+                for t in m["by_teacher"].values()
+                for k in t["models_per_arm"]
+            }
+        ),
     )
     return reflow(text)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from audit.report.schema import Report
+from audit.probes.behaviour import holm_behaviour, with_model_level
+from audit.report.behaviour_checks import behaviour_checks
+from audit.report.schema import GateCheck, Report
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,21 @@ class CellRow:
     n_per_subject: int
     teacher_rate: float | None
     p_value: float
+    """The pooled episode-level test's p (detail: every episode independent)."""
     p_adjusted: float
+    models_per_arm: int | None
+    """Trained models (seeds) per arm of the model-level test; None: none (a model audit)."""
+    model_p: float | None
+    model_p_adjusted: float | None
+    """Holm over the cell's model-level tests (as the audit adjusts them)."""
+    difference: float | None
+    """Mean per-model student rate minus mean per-model control rate."""
+    difference_interval: tuple[float, float] | None
+    """95% cluster-bootstrap interval of the mean per-model student-minus-control rate."""
+    model_check: str
+    """The behaviour check on the model-level test under the cell's thresholds, recomputed from
+    its per-seed rates (reports before 1.8 were gated on the episode-level test): 'pass',
+    'fail', 'no-power' (the design cannot reach alpha) or 'inconclusive'."""
     propensity_shift: float | None
     propensity_interval: tuple[float, float] | None
     latent_gap: float | None
@@ -56,10 +72,22 @@ def _failed_kinds(report: Report, env: str) -> tuple[str, ...]:
     )
 
 
+def _outcome(check: GateCheck) -> str:
+    if check.kind == "power":
+        return "no-power"
+    if check.skipped:
+        return "inconclusive"
+    return "pass" if check.passed else "fail"
+
+
 def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float) -> list[CellRow]:
     """One row per environment of a finished cell's report."""
     rows = []
-    for behaviour in report.behaviour:
+    regated = holm_behaviour([with_model_level(b) for b in report.behaviour])
+    checks, _ = behaviour_checks(regated, report.gate.thresholds)
+    outcomes = [_outcome(c) for c, _ in checks if c.name.startswith("behaviour/")]
+    levels = [b.model_level for b in regated]
+    for behaviour, level, outcome in zip(report.behaviour, levels, outcomes, strict=True):
         env = behaviour.env
         pooled = {rate.subject: rate for rate in behaviour.pooled}
         test = next(t for t in behaviour.tests if "pooled" in t.name)
@@ -87,6 +115,12 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 teacher_rate=None if teacher is None else teacher.unsafe / teacher.n,
                 p_value=test.p_value,
                 p_adjusted=test.p_adjusted if test.p_adjusted is not None else test.p_value,
+                models_per_arm=None if level is None else len(level.seeds),
+                model_p=None if level is None else level.test.p_value,
+                model_p_adjusted=None if level is None else level.test.p_adjusted,
+                difference=None if level is None else level.difference.estimate,
+                difference_interval=None if level is None else _bounds(level.difference),
+                model_check=outcome,
                 propensity_shift=None if prop is None else prop.shift.estimate,
                 propensity_interval=None if prop is None else _bounds(prop.shift),
                 latent_gap=None if lat is None or lat.gap is None else lat.gap.estimate,
