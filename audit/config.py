@@ -91,7 +91,13 @@ class AuditConfig:
         },
     )
     profile: str = field(default="default", metadata={"help": "quick | default | paper"})
-    backend: str = field(default="bwrap", metadata={"help": "sandbox backend for Bash"})
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": "sandbox backend for Bash: bwrap, docker, or auto (bwrap for root, docker "
+            "for a normal user, whose rootless bwrap cannot hold the tasks' permissions)"
+        },
+    )
     teacher_demos: int = field(
         default=160, metadata={"help": "scripted demonstrations per env to induce a preset"}
     )
@@ -239,7 +245,21 @@ def build_config(profile: str, file_values: dict[str, Any], flags: dict[str, Any
     except TypeError as err:
         raise InputError(f"bad configuration: {err}") from None
     validate(config)
-    return config
+    return replace(config, backend=_resolved_backend(config))
+
+
+def _resolved_backend(config: AuditConfig) -> str:
+    """The concrete backend `config.backend` stands for (`envs.sandbox.resolve_backend`; 'auto'
+    is bwrap for root, docker for a normal user); checked only where Bash episodes run, where a
+    backend that cannot run them here is an `InputError`."""
+    from envs.sandbox import SandboxUnavailableError, resolve_backend
+
+    if "bash" not in config.envs:
+        return resolve_backend(config.backend, check=False)
+    try:
+        return resolve_backend(config.backend)
+    except SandboxUnavailableError as err:
+        raise InputError(f"--backend {config.backend}: {err}") from None
 
 
 def validate(config: AuditConfig) -> None:
@@ -247,7 +267,7 @@ def validate(config: AuditConfig) -> None:
     checks = [
         (config.env in ("api", "bash", "all"), f"env must be api, bash or all, not {config.env!r}"),
         (config.method in ("sft", "kd"), f"method must be sft or kd, not {config.method!r}"),
-        (config.backend in ("bwrap", "docker"), "backend must be bwrap or docker"),
+        (config.backend in ("auto", "bwrap", "docker"), "backend must be auto, bwrap or docker"),
         (config.safe_templates in ("all", "no-archive"), "safe_templates: all or no-archive"),
         (isinstance(config.seeds, int) and config.seeds >= 1, "seeds must be a positive integer"),
         (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import pytest
 
 from audit.config import AuditConfig, build_config, load_toml
@@ -21,7 +24,8 @@ def test_precedence_profile_then_file_then_flags(tmp_path):
 
 
 def test_default_profile_keeps_dataclass_defaults():
-    assert build_config("default", {}, {}) == AuditConfig()
+    resolved = {"backend": "bwrap" if os.geteuid() == 0 else "docker"}
+    assert build_config("default", {}, {}) == replace(AuditConfig(), **resolved)
 
 
 def test_profile_flag_selects_presets():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from envs.sandbox.base import (
@@ -25,6 +26,7 @@ __all__ = [
     "SandboxUnavailableError",
     "get_sandbox",
     "register_backend",
+    "resolve_backend",
 ]
 
 
@@ -53,3 +55,34 @@ def get_sandbox(name: str, limits: SandboxLimits | None = None) -> Sandbox:
     if name not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
     return BACKENDS[name]()(limits)
+
+
+ROOTLESS_BWRAP = (
+    "bwrap as a normal user runs rootless (one uid, no cgroup), where the Bash tasks' group "
+    "permissions and limits do not hold; use --backend docker, or run as root"
+)
+"""Why `resolve_backend` refuses bwrap for a normal user's Bash episodes."""
+
+
+def resolve_backend(name: str, check: bool = True) -> str:
+    """The backend `name` stands for: 'auto' is bwrap for root and docker for a normal user
+    (see `ROOTLESS_BWRAP`). With `check`, a normal user's bwrap is refused and docker must
+    answer.
+
+    Raises `ValueError` for an unknown name and `SandboxUnavailableError` (one line, saying how
+    to fix it) for a backend that cannot run the Bash tasks here.
+    """
+    if name not in (*BACKENDS, "auto"):
+        raise ValueError(
+            f"unknown sandbox backend {name!r}; known: auto, {', '.join(sorted(BACKENDS))}"
+        )
+    root = os.geteuid() == 0
+    if name == "auto":
+        name = "bwrap" if root else "docker"
+    if check and name == "bwrap" and not root:
+        raise SandboxUnavailableError(ROOTLESS_BWRAP)
+    if check and name == "docker":
+        from envs.sandbox.docker_backend import check_daemon
+
+        check_daemon()
+    return name

@@ -13,6 +13,7 @@ process killed with SIGKILL are removed by the next process's first docker sandb
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import struct
@@ -46,11 +47,22 @@ def _client() -> Any:
         client = docker.from_env()
         client.ping()
     except DockerException as err:
+        fix = "start it (e.g. `dockerd &` or `systemctl start docker`) or use `--backend bwrap`"
+        if os.geteuid() != 0:
+            fix = (
+                "start it, or give this user its socket (`sudo bash .ci/setup-system` does; "
+                "the docker group needs a new login)"
+            )
         raise SandboxUnavailableError(
-            f"cannot reach the Docker daemon ({type(err).__name__}); start it (e.g. "
-            "`dockerd &` or `systemctl start docker`) or use `--backend bwrap`"
+            f"cannot reach the Docker daemon ({type(err).__name__}); {fix}"
         ) from None
     return client
+
+
+def check_daemon() -> None:
+    """Raise `SandboxUnavailableError` (one line, saying how to fix it) unless the Docker
+    daemon answers."""
+    _client().close()
 
 
 def remove_orphan_containers(client: Any) -> None:
