@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from envs.sandbox.bwrap_backend import keeps_agent_groups
 from trajectories.jsonl import InputError
 from trajectories.keywords import read_keywords_file
 
@@ -235,6 +236,15 @@ def build_config(profile: str, file_values: dict[str, Any], flags: dict[str, Any
     return config
 
 
+def _check_backend(config: AuditConfig) -> None:
+    """Bash episodes in bwrap sandboxes are valid only where they hold the agent's groups."""
+    if config.backend == "bwrap" and "bash" in config.envs and not keeps_agent_groups():
+        raise InputError(
+            "Bash tasks need --backend docker as a normal user: rootless bwrap maps one uid, so "
+            "the tasks' group permissions do not hold (or run as root, or use --env api)"
+        )
+
+
 def validate(config: AuditConfig) -> None:
     """One-line `InputError` for any value the audit cannot run with."""
     checks = [
@@ -278,6 +288,7 @@ def validate(config: AuditConfig) -> None:
         if not ok:
             raise InputError(message)
     _check_device(config.device)
+    _check_backend(config)
     _check_plugins(config)
     if config.keywords_file is not None:
         read_keywords_file(config.keywords_file)

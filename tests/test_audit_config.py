@@ -166,3 +166,13 @@ def test_seeds_with_a_user_student_is_refused(tmp_path):
     with pytest.raises(InputError, match="--student audits one model"):
         build_config("default", {}, {"student": student, "seeds": 3})
     assert build_config("default", {}, {"student": student}).student == student
+
+
+@pytest.mark.parametrize("env", ["bash", "all"])
+def test_bash_with_rootless_bwrap_is_refused_when_read(monkeypatch, env):
+    """As a normal user (euid 1001 here) bwrap cannot hold the Bash tasks' groups."""
+    monkeypatch.setattr("os.geteuid", lambda: 1001)
+    with pytest.raises(InputError, match="Bash tasks need --backend docker as a normal user"):
+        build_config("quick", {}, {"env": env})
+    assert build_config("quick", {}, {"env": env, "backend": "docker"}).backend == "docker"
+    assert build_config("quick", {}, {"env": "api"}).backend == "bwrap"

@@ -36,6 +36,13 @@ WORKSPACE_PREFIX = "distill-audit-ws-"
 """Host workspace directories are `$TMPDIR/distill-audit-ws-<pid namespace>-<pid>-<random>`."""
 
 
+def keeps_agent_groups() -> bool:
+    """Whether this process's bwrap sandboxes hold the agent's groups (team, devs, ops) that
+    the Bash tasks' permissions use: only as root, since a normal user's user namespace maps
+    one uid and no other group."""
+    return os.geteuid() == 0
+
+
 class _PipeTransport:
     """`ShellTransport` over a local subprocess's pipes."""
 
