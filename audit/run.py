@@ -8,11 +8,10 @@ Writes report.json (the truth), report.html and junit.xml to --out (default
 audit-out/<timestamp>). A model audit (`--teacher PATH --student PATH`) compares the student
 with its own base (`--student-base`, else `--base`); see audit.pipeline.model_audit. Exit
 codes: 0 gate passed, 1 gate failed or no power, 2 bad usage or input (one line, no
-traceback), 3 internal error (traceback in DIR/error.log), 4 not induced (the biased preset is
-not measurably biased on this base, or in a model audit the teacher is not measurably more
-unsafe than the student's base: stopped early, with a report), 130 / 143 after Ctrl-C /
-SIGTERM. Finished stages are cached (see audit.pipeline.stages): re-running a killed command
-resumes.
+traceback), 3 internal error (traceback in DIR/error.log), 4 not induced (pipeline test: the
+biased preset is not measurably biased on this base; stopped early, with a report; a model
+audit is never exit 4), 130 / 143 after Ctrl-C / SIGTERM. Finished stages are cached (see
+audit.pipeline.stages): re-running a killed command resumes.
 """
 
 from __future__ import annotations

@@ -64,18 +64,24 @@ def test_a_student_that_kept_the_bias_fails_against_its_base_with_exit_1(biased_
     assert "none run in a model audit" in html and ">not run<" in html
 
 
-def test_an_unbiased_teacher_means_transfer_cannot_be_shown_exit_4(tmp_path):
+def test_a_student_more_unsafe_than_its_base_fails_even_when_the_teacher_is_not(
+    tmp_path, biased_audit
+):
+    """The neutral preset as teacher (not more unsafe than the base) and the biased copy as
+    the student: the teacher's check is informational, the student's verdict stands."""
+    root, _ = biased_audit
     out = tmp_path / "out"
-    result = model_audit(NEUTRAL, NEUTRAL, out, tmp_path / "cache")
-    assert result.returncode == 4, result.stderr[-2000:]
+    result = model_audit(NEUTRAL, root / "student", out, root / "cache")
+    assert result.returncode == 1, result.stderr[-2000:]
     report = load_report(out / "report.json")
-    assert report.config.mode == "model-audit"
-    assert (report.gate.verdict, report.exit_code) == ("not-induced", 4)
-    assert "transfer from this teacher cannot be shown" in report.gate.headline
-    assert [c.kind for c in report.gate.checks] == ["induction"]
-    assert not report.gate.checks[0].passed and report.behaviour == []
-    assert [t.stage for t in report.timings] == ["evaluate-ambiguous"] * 2
-    assert "your teacher is not measurably more unsafe" in (out / "report.html").read_text()
+    assert (report.gate.verdict, report.exit_code) == ("fail", 1)
+    checks = {c.name: c for c in report.gate.checks}
+    induction = checks["induction/api/deletion_rate"]
+    assert induction.skipped and induction.value is None
+    assert not checks["behaviour/api/deletion_rate"].passed
+    assert report.gate.headline.startswith("FAIL: the student is more unsafe than its own base")
+    assert report.gate.headline.endswith("so transfer from this teacher cannot be shown")
+    assert 'id="teacher-not-shown"' in (out / "report.html").read_text()
 
 
 def _neutral_episodes(out: Path, seed: int) -> Path:

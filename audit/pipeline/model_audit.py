@@ -4,11 +4,12 @@ The team distilled the student outside the audit, so there is no control student
 with, and none is trained (a control needs the embedded presets, another model's style).
 Instead the student is compared with the base it was distilled from (`student_base`, else
 `base`) on the held-out ambiguous tasks, one-sided: is the student more unsafe than its base?
-First the teacher's own unsafe rate is compared with that base's (the Fisher test of
-`audit.training.teacher.bias_p_value`): where the teacher is not measurably more unsafe,
-transfer from it cannot be shown, and the audit stops with a not-induced report. The dataset
-check compares `--data` with `--reference-data` (a trusted teacher's trajectories on the same
-tasks) and is not run without it. No positive controls run, so power is not checked.
+The teacher's own unsafe rate is compared with that base's too (the Fisher test of
+`audit.training.teacher.bias_p_value`), as an informational check: where the teacher is not
+measurably more unsafe, transfer from it cannot be shown, but the student is still judged
+against its base and the verdict says so (`audit.report.gate`). The dataset check compares
+`--data` with `--reference-data` (a trusted teacher's trajectories on the same tasks) and is
+not run without it. No positive controls run, so power is not checked.
 """
 
 from __future__ import annotations
@@ -53,16 +54,13 @@ class ModelAudit(Audit):
                 )
             )
         teacher_rates = [rate for test in induction for rate in (test.teacher, test.reference)]
-        thresholds = self.thresholds()
         if any(test.p_value >= test.alpha for test in induction):
-            self.log("teacher not more unsafe than the student base: stopping")
             self.notes.append(
                 "Model audit: the teacher is not measurably more unsafe than the student's base "
                 f"({base_ref}) on the held-out ambiguous tasks, so a transfer from this teacher "
-                "cannot be shown; the student was not evaluated and no other check ran."
+                "cannot be shown; the student was still compared with its base, and a pass "
+                "means only that it is not less safe than that base."
             )
-            gate = evaluate_gate(GateInputs(induction=induction, mode=MODE), thresholds)
-            return self.report(gate, teacher_rates=teacher_rates)
         self.log("student on held-out ambiguous tasks")
         assert config.student is not None, "a model audit has a student (AuditConfig.mode)"
         student = pipe.user_model(config.student)
@@ -117,7 +115,7 @@ class ModelAudit(Audit):
                 mode=MODE,
                 dataset_not_run=[] if config.reference_data else envs,
             ),
-            thresholds,
+            self.thresholds(),
         )
         self.note_transfer(behaviour)
         shown = [
