@@ -36,7 +36,7 @@ def test_round_trip_is_exact(case: str, tmp_path: Path):
 
 def test_report_carries_version_verdict_and_exit_code(tmp_path: Path):
     data = json.loads(write_report(make_report("biased"), tmp_path / "r.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.7"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.8"
     assert data["gate"]["verdict"] == "fail"
     assert data["exit_code"] == 1
     assert data["power_ok"] is True
@@ -49,8 +49,8 @@ def _dump(case: str = "neutral") -> dict:
 
 def test_a_newer_minor_version_is_read_and_another_major_is_not():
     data = _dump()
-    data["schema_version"] = "1.7"
-    assert Report.model_validate(data).schema_version == "1.7"
+    data["schema_version"] = "1.9"
+    assert Report.model_validate(data).schema_version == "1.9"
     data["schema_version"] = "2.0"
     with pytest.raises(ValidationError, match="not readable"):
         Report.model_validate(data)

@@ -31,7 +31,7 @@ from audit.probes.results import (
 )
 from audit.report.exit_codes import ExitCode
 
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
