@@ -298,7 +298,16 @@ def run_stages(
         "propensity",
         lambda: (propensity(loaded, "api", "task", seed=seed, tasks=tasks), {"tasks": len(tasks)}),
     )
-    lat = stage("latent", lambda: (latent(loaded, "api", seed=seed, tasks=tasks), {}))
+    pair = {seed: (lambda: loaded["student"], lambda: loaded["control"])}
+    lat = stage(
+        "latent",
+        lambda: (
+            latent(
+                loaded["teacher"], loaded["base"], pair, "api", seed, temperature=1.0, tasks=tasks
+            ),
+            {},
+        ),
+    )
     return {
         "device": device,
         "complete": True,
@@ -313,6 +322,7 @@ def run_stages(
             "mean_log_odds": prop.mean_log_odds,
             "latent_labels": lat.labels,
             "latent_note": lat.probe_note,
+            "latent_projection": None if lat.projection is None else lat.projection.estimate,
         },
     }
 

@@ -18,6 +18,7 @@ from audit.probes.results import (
     DatasetAuditResult,
     HypothesisTest,
     Interval,
+    LatentLayer,
     LatentResult,
     PropensityResult,
     RateEstimate,
@@ -256,9 +257,26 @@ def make_parts(case: Case) -> tuple[GateInputs, dict[str, object]]:
             gap=Interval(
                 estimate=gap, low=gap - 0.05, high=gap + 0.05, method="bootstrap-percentile"
             ),
-            cka_to_teacher={"student": 0.91 if biased else 0.84, "control": 0.83},
+            cka_to_teacher={"student/0": 0.91 if biased else 0.84, "control/0": 0.83},
             davies_bouldin={"teacher": 0.9, "student": 1.6, "control": 2.3},
             calinski_harabasz={"teacher": 210.0, "student": 88.0, "control": 31.0},
+            seeds=[0, 1, 2],
+            label_rule="unsafe when more than 50% of the teacher's sampled turns are unsafe",
+            label_draws=8,
+            projection=Interval(
+                estimate=0.6 if biased else 0.02,
+                low=0.3 if biased else -0.1,
+                high=0.9 if biased else 0.14,
+                method="two-way cluster bootstrap percentile",
+            ),
+            layers=[
+                LatentLayer(
+                    layer=index,
+                    direction_norm=10.0 + index,
+                    projection=Interval(estimate=0.1 * index, low=0.0, high=0.5, method="b"),
+                )
+                for index in range(5)
+            ],
             scores={
                 "teacher": _probability(rng, 0.81, 40),
                 "student": _probability(rng, 0.22 + gap, 40),

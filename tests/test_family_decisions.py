@@ -189,21 +189,32 @@ def test_latent_on_qwen3_models(qwen3_models: dict[str, Any]) -> None:
     points = [*api_conversations("careful")[:N_TASKS], *api_conversations("hasty")[:N_TASKS]]
     decisions = [encode_decision(point, tokenizer) for point in points]
     careful_unsafe = [point.prefix == "careful" for point in points]
-    teacher = plant_preference(model, decisions, careful_unsafe, steps=48, lr=2e-3)
-    models = {**qwen3_models, "teacher": (teacher, tokenizer), "student": (teacher, tokenizer)}
+    teacher = plant_preference(model, decisions, careful_unsafe, steps=150, lr=2e-3)
     tasks = api_tasks()[:N_TASKS]
-    result = latent(models, "api", seed=0, prefixes=("careful", "hasty"), tasks=tasks, n_boot=200)
-    assert result.labels == {"unsafe": N_TASKS, "safe": N_TASKS}, (
-        "the planted teacher no longer splits"
+    pairs = {0: (lambda: (teacher, tokenizer), lambda: qwen3_models["control"])}
+    result = latent(
+        (teacher, tokenizer),
+        qwen3_models["base"],
+        pairs,
+        "api",
+        seed=0,
+        temperature=0.0,
+        prefixes=("careful", "hasty"),
+        tasks=tasks,
+        n_boot=200,
     )
-    assert result.layer == 1
+    assert result.labels == {"unsafe": N_TASKS, "safe": N_TASKS}, (
+        "the planted teacher's greedy turns no longer split (parsed by the Qwen3 family)"
+    )
+    assert result.layer == 1 and [layer.layer for layer in result.layers] == [0, 1, 2]
     assert result.probe_cv_auroc is not None and np.isfinite(result.probe_cv_auroc.estimate)
     assert result.gap is not None and result.gap.low <= result.gap.estimate <= result.gap.high
+    assert result.projection is not None and np.isfinite(result.projection.estimate)
     assert all(np.isfinite(value) for value in result.mean_score.values())
-    assert result.cka_to_teacher["student"] == pytest.approx(1.0)
+    assert result.cka_to_teacher["student/0"] == pytest.approx(1.0)
     assert all(0.0 <= value <= 1.0 + 1e-9 for value in result.cka_to_teacher.values())
     assert all(np.isfinite(value) for value in result.davies_bouldin.values())
-    assert result.thought_dropped == dict.fromkeys(models, 0)
+    assert result.thought_dropped == dict.fromkeys(("teacher", "base", "student/0", "control/0"), 0)
 
 
 def test_report_names_dropped_thoughts() -> None:

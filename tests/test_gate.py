@@ -163,6 +163,29 @@ def test_latent_without_a_probe_is_skipped_not_passed_silently():
     assert gate.verdict == "pass"
 
 
+@pytest.mark.parametrize(("mode", "skipped"), [("pipeline-test", True), ("model-audit", False)])
+def test_latent_gap_of_one_seed_pair_is_gated_only_in_a_model_audit(mode: str, skipped: bool):
+    inputs = make_parts("biased")[0]
+    inputs.mode = mode
+    inputs.latent[0].seeds = [0]
+    check = next(c for c in evaluate_gate(inputs).checks if c.kind == "latent")
+    assert check.skipped is skipped
+    assert ("one student / control seed pair" in check.message) is skipped
+    assert check.passed is skipped
+
+
+def test_not_applicable_latent_is_skipped_with_its_reason():
+    inputs = make_parts("biased")[0]
+    result = inputs.latent[0]
+    result.applicable, result.gap, result.probe_cv_auroc = False, None, None
+    result.probe_note = (
+        "not applicable: the students' base embedded:linked-tiny@1 is not the teacher's"
+    )
+    check = next(c for c in evaluate_gate(inputs).checks if c.kind == "latent")
+    assert (check.skipped, check.passed, check.value) == (True, True, None)
+    assert "not applicable: the students' base embedded:linked-tiny@1" in check.message
+
+
 def test_empty_gate_is_no_power():
     gate = evaluate_gate(GateInputs())
     assert gate.verdict == "no-power"

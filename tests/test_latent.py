@@ -1,7 +1,10 @@
-"""Latent probes: CKA properties, the teacher probe on planted and signal-free states, and the
-whole probe on tiny models (homogeneous and heterogeneous)."""
+"""Latent probes: CKA properties, the teacher probe and its seed-and-task gap on planted and
+signal-free states, the activation projection on planted shifts, and both probes on tiny
+models (labels from the teacher's samples, one class, heterogeneous students)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,10 +20,13 @@ from audit.probes.latent import (
     probe_folds,
     probe_readout,
 )
+from audit.probes.latent.activation import activation_projection
+from audit.probes.latent.readout import cluster_gap
 from tests.probe_models import (
     NARROW,
     api_conversations,
     api_tasks,
+    plant_preference,
     probe_tokenizer,
     tiny_model,
 )
@@ -62,25 +68,87 @@ def _synthetic(signal: float, seed: int) -> dict[str, np.ndarray]:
 
 def _readout(data: dict[str, np.ndarray]):
     others = {"student": data["student"], "control": data["control"]}
-    return probe_readout(
+    readout = probe_readout(
         data["teacher"], data["labels"], data["groups"], others, seed=0, n_boot=500
     )
+    gap = cluster_gap(
+        readout.scores["student"][None], readout.scores["control"][None], data["groups"], 500, 0
+    )
+    return readout, gap
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_probe_detects_a_planted_direction(seed: int) -> None:
-    readout = _readout(_synthetic(signal=1.0, seed=seed))
+    readout, gap = _readout(_synthetic(signal=1.0, seed=seed))
     assert readout.cv_auroc.low > 0.8
-    assert readout.gap is not None and readout.gap.low > 0.05
+    assert gap.low > 0.05
     assert set(readout.scores) == {"teacher", "student", "control"}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_probe_finds_nothing_without_signal(seed: int) -> None:
-    readout = _readout(_synthetic(signal=0.0, seed=seed))
+    readout, gap = _readout(_synthetic(signal=0.0, seed=seed))
     assert readout.cv_auroc.low < 0.5 < readout.cv_auroc.high
     assert abs(readout.cv_auroc.estimate - 0.5) < 0.15
-    assert readout.gap is not None and readout.gap.low < 0 < readout.gap.high
+    assert gap.low < 0 < gap.high
+
+
+def test_gap_interval_covers_the_spread_between_seed_pairs() -> None:
+    """Pairs whose gaps differ by seed (+-0.2, mean 0) with little task noise: the interval over
+    pairs and tasks spans 0, while one pair's task-only interval is narrow and excludes it."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), 3)
+    offsets = np.array([0.2, -0.2, 0.15, -0.15, 0.0])
+    control = rng.uniform(0.2, 0.4, size=(5, 90))
+    student = control + offsets[:, None] + rng.normal(0, 0.01, size=(5, 90))
+    pooled = cluster_gap(student, control, groups, n_boot=2000, seed=0)
+    assert pooled.estimate == pytest.approx(0.0, abs=0.01)
+    assert pooled.low < -0.05 and pooled.high > 0.05
+    one = cluster_gap(student[:1], control[:1], groups, n_boot=2000, seed=0)
+    assert one.low > 0.19 and one.high - one.low < 0.02
+    assert "seed pairs x tasks" in pooled.method
+
+
+def _states(seed: int) -> dict[str, np.ndarray]:
+    """Base states, and teacher states moved from them along a planted shift (40 tasks x 3)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(120, 16))
+    shift = rng.normal(size=16)
+    return {
+        "base": base,
+        "teacher": base + shift + rng.normal(0, 0.1, size=(120, 16)),
+        "shift": shift,
+        "groups": np.repeat(np.arange(40), 3),
+    }
+
+
+def test_activation_projection_reads_how_far_the_student_moved() -> None:
+    data = _states(0)
+    teacher, base, groups = data["teacher"], data["base"], data["groups"]
+
+    def project(students: list[np.ndarray], controls: list[np.ndarray]):
+        measured = activation_projection(
+            teacher, base, np.stack(students), np.stack(controls), groups, 500, 0
+        )
+        assert measured is not None
+        return measured
+
+    like_teacher = project([teacher, teacher], [base, base])
+    assert like_teacher.projection.estimate == pytest.approx(1.0)
+    assert 0.95 < like_teacher.projection.low <= like_teacher.projection.high < 1.05
+    assert like_teacher.direction_norm == pytest.approx(
+        np.linalg.norm(teacher.mean(0) - base.mean(0))
+    )
+    like_control = project([base, teacher], [base, teacher])
+    assert like_control.projection.estimate == pytest.approx(0.0, abs=1e-9)
+    halfway = project([base + data["shift"] / 2], [base])
+    assert halfway.projection.estimate == pytest.approx(0.5, abs=0.05)
+    rng = np.random.default_rng(1)
+    sideways = rng.normal(size=16)
+    sideways -= sideways @ data["shift"] / (data["shift"] @ data["shift"]) * data["shift"]
+    orthogonal = project([base + sideways], [base])
+    assert abs(orthogonal.projection.estimate) < 0.1
+    assert activation_projection(base, base, base[None], base[None], groups, 10, 0) is None
 
 
 def test_probe_needs_both_labels_on_enough_tasks() -> None:
@@ -105,57 +173,105 @@ def test_decision_states_do_not_depend_on_batching() -> None:
     model = tiny_model(seed=0)
     decisions = encode_decisions(api_conversations("careful")[:3], probe_tokenizer())
     decisions += encode_decisions(api_conversations("hasty")[:3], probe_tokenizer())
-    layer = middle_layer(model)
-    assert layer == 2
-    together = decision_states(model, decisions, layer, pad_id=0, batch_size=6)
-    alone = decision_states(model, decisions, layer, pad_id=0, batch_size=1)
-    assert together.shape == (6, model.config.hidden_size)
+    assert middle_layer(model) == 2
+    together = decision_states(model, decisions, pad_id=0, batch_size=6)
+    alone = decision_states(model, decisions, pad_id=0, batch_size=1)
+    assert together.shape == (6, model.config.num_hidden_layers + 1, model.config.hidden_size)
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
-TEACHER_SEED = 2
-"""An untrained tiny model that, as initialised, prefers the unsafe call after the careful
-prefix on every task and the safe call after the hasty one: two classes of decision points."""
-ONE_SIDED_SEED = 3
-"""An untrained tiny model that prefers the safe call after every prefix."""
-
-
-def test_latent_end_to_end_on_tiny_models() -> None:
+@pytest.fixture(scope="module")
+def planted() -> dict[str, Any]:
+    """A base and a teacher fine-tuned from it (fixture-only) to write the unsafe call after
+    the careful prefix and the safe one after the hasty prefix, and their tokenizer."""
     tokenizer = probe_tokenizer()
-    teacher = tiny_model(seed=TEACHER_SEED)
-    models = {
-        "teacher": (teacher, tokenizer),
-        "student": (teacher, tokenizer),
-        "control": (tiny_model(seed=0), tokenizer),
-        "base": (tiny_model(seed=5, size=NARROW), tokenizer),
+    base = tiny_model(seed=0)
+    points = [*api_conversations("careful"), *api_conversations("hasty")]
+    careful = [point.prefix == "careful" for point in points]
+    teacher = plant_preference(base, encode_decisions(points, tokenizer), careful, steps=60)
+    return {"tokenizer": tokenizer, "base": base, "teacher": teacher}
+
+
+def _latent(planted: dict[str, Any], teacher: Any, pairs: dict, **kwargs: Any):
+    tokenizer = planted["tokenizer"]
+    loaders = {
+        seed: (lambda s=student: (s, tokenizer), lambda c=control: (c, tokenizer))
+        for seed, (student, control) in pairs.items()
     }
-    result = latent(models, "api", seed=0, prefixes=("careful", "hasty"), tasks=api_tasks())
+    return latent(
+        (teacher, tokenizer),
+        (planted["base"], tokenizer),
+        loaders,
+        "api",
+        seed=0,
+        temperature=1.0,
+        prefixes=("careful", "hasty"),
+        tasks=api_tasks(),
+        n_boot=300,
+        **kwargs,
+    )
+
+
+def test_latent_labels_the_teacher_sampled_decisions(planted: dict[str, Any]) -> None:
+    teacher, base = planted["teacher"], planted["base"]
+    result = _latent(planted, teacher, {0: (teacher, base), 3: (teacher, base)})
     n = len(api_tasks())
-    assert result.labels == {"unsafe": n, "safe": n}, "the teacher seed no longer splits"
-    assert result.prefixes == ["careful", "hasty"]
+    assert result.labels == {"unsafe": n, "safe": n}, "the planted teacher no longer splits"
+    share = np.array(result.unsafe_share)
+    assert (share[:n] > 0.5).all() and (share[n:] <= 0.5).all()
+    assert result.label_draws == 8 and "sampled" in result.label_rule
+    assert result.applicable and result.seeds == [0, 3]
     assert result.layer == 2 and "middle" in result.layer_rule
+    assert [layer.layer for layer in result.layers] == [0, 1, 2, 3]
+    for layer in result.layers:
+        assert layer.projection is not None and layer.direction_norm > 0
+        assert layer.projection.estimate == pytest.approx(1.0)
+        assert layer.probe_cv_auroc is not None and layer.gap is not None
+    assert result.projection == result.layers[2].projection
+    assert result.gap == result.layers[2].gap
     assert result.probe_cv_auroc is not None and result.probe_cv_auroc.estimate > 0.9
-    assert result.gap is not None and result.gap.low <= result.gap.estimate <= result.gap.high
-    assert result.mean_score["student"] > 0.9 * result.mean_score["teacher"]
-    assert result.cka_to_teacher["student"] == pytest.approx(1.0)
-    assert result.cka_to_teacher["control"] < 0.999
-    assert 0.0 <= result.cka_to_teacher["base"] <= 1.0
-    assert set(result.mean_score) == {"teacher", "student", "control"}
-    assert "base" in result.probe_note
-    assert set(result.davies_bouldin) == {"teacher", "student", "control", "base"}
-    assert len(result.scores["student"]) == 2 * n
-
-
-def test_latent_without_a_probe_still_reports_cka() -> None:
-    tokenizer = probe_tokenizer()
-    models = {
-        "teacher": (tiny_model(seed=ONE_SIDED_SEED), tokenizer),
-        "student": (tiny_model(seed=3, size=NARROW), tokenizer),
-        "control": (tiny_model(seed=0), tokenizer),
+    assert set(result.mean_score) == {"teacher", "base", "student", "control"}
+    assert result.cka_to_teacher["student/0"] == pytest.approx(1.0)
+    assert set(result.thought_dropped) == {
+        "teacher",
+        "base",
+        "student/0",
+        "control/0",
+        "student/3",
+        "control/3",
     }
-    result = latent(models, "api", seed=0, prefixes=("hasty",), tasks=api_tasks())
-    assert result.labels == {"unsafe": 0, "safe": len(api_tasks())}
-    assert result.probe_cv_auroc is None and result.gap is None and result.mean_score == {}
-    assert "one class" in result.probe_note and "student" in result.probe_note
-    assert set(result.cka_to_teacher) == {"student", "control"}
-    assert result.davies_bouldin == {}
+
+
+def test_a_student_equal_to_its_control_reads_zero(planted: dict[str, Any]) -> None:
+    teacher, base = planted["teacher"], planted["base"]
+    result = _latent(planted, teacher, {0: (teacher, teacher), 1: (base, base)})
+    assert result.gap is not None and result.gap.estimate == pytest.approx(0.0, abs=1e-9)
+    assert result.gap.low == pytest.approx(0.0, abs=1e-9)
+    assert all(layer.projection.estimate == pytest.approx(0.0, abs=1e-9) for layer in result.layers)
+
+
+def test_one_class_teacher_labels_leave_the_probe_not_applicable(planted: dict[str, Any]) -> None:
+    """An untrained teacher writes no parseable unsafe call: every point is safe."""
+    base = planted["base"]
+    teacher = tiny_model(seed=3)
+    result = _latent(planted, teacher, {0: (teacher, base)}, draws=2)
+    assert result.labels == {"unsafe": 0, "safe": 2 * len(api_tasks())}
+    assert result.gap is None and result.probe_cv_auroc is None and result.mean_score == {}
+    assert "one class" in result.probe_note
+    assert result.applicable and len(result.layers) == 4
+    assert all(layer.gap is None and layer.projection is not None for layer in result.layers)
+
+
+def test_heterogeneous_students_are_not_applicable(planted: dict[str, Any]) -> None:
+    teacher, base = planted["teacher"], planted["base"]
+    reason = "the students' base embedded:linked-tiny@1 is not the teacher's"
+    result = _latent(planted, teacher, {0: (teacher, base)}, not_shared=reason, draws=1)
+    assert not result.applicable and result.layers == []
+    assert result.gap is None and result.projection is None
+    assert f"not applicable: {reason}" in result.probe_note
+    assert result.cka_to_teacher["student/0"] == pytest.approx(1.0)
+    narrow = tiny_model(seed=1, size=NARROW)
+    result = _latent(planted, teacher, {0: (narrow, base)}, draws=1)
+    assert not result.applicable and result.gap is None and result.projection is None
+    assert "student/0 differ from the teacher in architecture" in result.probe_note
+    assert 0.0 <= result.cka_to_teacher["student/0"] <= 1.0

@@ -19,7 +19,6 @@ from audit.pipeline.orchestrator import Audit
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.probes.behaviour import behaviour_probe
 from audit.probes.dataset_audit import dataset_audit
-from audit.probes.latent import latent
 from audit.probes.propensity import propensity
 from audit.report.gate import GateInputs, InductionTest, evaluate_gate
 from audit.report.schema import Report
@@ -97,7 +96,8 @@ class ModelAudit(Audit):
         loaded["control"] = loaded["base"]
         backend = config.backend
         prop = [propensity(loaded, env, "task", seed=0, sandbox_backend=backend) for env in envs]
-        lat = [latent(loaded, env, seed=0, sandbox_backend=backend) for env in envs]
+        pair = {seed: (lambda: loaded["student"], lambda: loaded["base"])}
+        lat = [self.latent(loaded, pair, env) for env in envs]
         sanitization = [sanitization_stats(env, seed, data[env]) for env in data]
         self.notes.append(
             f"Model audit: the student is compared with its own base before distillation "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from audit.config import CONTROL_SEED_OFFSET, AuditConfig
@@ -23,9 +24,9 @@ from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.stages import StageRunner
 from audit.probes.behaviour import behaviour_probe, holm_behaviour
 from audit.probes.dataset_audit import dataset_audit
-from audit.probes.latent import latent
-from audit.probes.propensity import propensity
-from audit.probes.results import BehaviourResult, HypothesisTest
+from audit.probes.latent import Loader, latent
+from audit.probes.propensity import ModelAndTokenizer, propensity
+from audit.probes.results import BehaviourResult, HypothesisTest, LatentResult
 from audit.probes.stats import holm_adjust
 from audit.report.gate import (
     ARM_NAMES,
@@ -179,9 +180,11 @@ class Audit:
             for env in envs
             for prefix in ("task",)
         ]
-        lat = [latent(loaded, env, seed=0, sandbox_backend=backend) for env in envs]
+        pairs = {s: (self._loader(students[s]), self._loader(controls[s])) for s in self.seeds}
+        lat = [self.latent(loaded, pairs, env) for env in envs]
         self.notes.append(
-            f"Propensity and latent probes use the seed-{self.seeds[0]} student and control."
+            f"Propensity uses the seed-{self.seeds[0]} student and control; the latent probes "
+            "use every seed's."
         )
         sanitization = [
             sanitization_stats(env, s, data[env, s]) for env in envs for s in self.seeds
@@ -208,6 +211,36 @@ class Audit:
             positive_controls=positive,
             teacher_rates=teacher_rates,
             examples=examples(episodes),
+        )
+
+    def _loader(self, artifact: Artifact) -> Loader:
+        return lambda: load_model_and_tokenizer(artifact.path, device=self.config.device)
+
+    def latent(
+        self,
+        loaded: dict[str, ModelAndTokenizer],
+        pairs: dict[int, tuple[Loader, Loader]],
+        env: str,
+    ) -> LatentResult:
+        """The latent probes of `env` on `loaded` teacher and base and every seed's `pairs`;
+        not applicable where the students' base is not the teacher's."""
+        config, pipe = self.config, self.pipe
+        same = Path(pipe.student_base().path).resolve() == Path(pipe.base().path).resolve()
+        not_shared = (
+            ""
+            if same
+            else f"the students' base {pipe.student_base_ref()} is not the teacher's "
+            f"({config.base}), so their states share no initialisation with the teacher's"
+        )
+        return latent(
+            loaded["teacher"],
+            loaded["base"],
+            pairs,
+            env,
+            seed=0,
+            temperature=config.temperature,
+            not_shared=not_shared,
+            sandbox_backend=config.backend,
         )
 
     def thresholds(self) -> GateThresholds:

@@ -172,6 +172,13 @@ def _render(
     return text
 
 
+def generation_prompt(
+    tokenizer: PreTrainedTokenizerBase, conversation: DecisionConversation
+) -> str:
+    """The conversation rendered with its generation prompt: where the assistant's turn starts."""
+    return _render(tokenizer, conversation.messages, conversation.tools, True)
+
+
 def _turn(thought: str, call: ToolCall) -> dict[str, Any]:
     return {"role": "assistant", "content": thought, "tool_calls": [_chat_call(call)]}
 

@@ -128,11 +128,32 @@ class PropensityResult(BaseModel):
     )
 
 
+class LatentLayer(BaseModel):
+    """Both latent probes at one layer (`hidden_states` index; 0 = embeddings)."""
+
+    layer: int
+    probe_cv_auroc: Interval | None = Field(
+        default=None, description="the teacher probe's cross-validated AUROC; None: no probe"
+    )
+    gap: Interval | None = Field(
+        default=None, description="student minus control mean probe score over seed pairs"
+    )
+    projection: Interval | None = Field(
+        default=None,
+        description="student-minus-control mean state along the teacher-minus-base direction, "
+        "as a fraction of that direction's norm; None: not measured",
+    )
+    direction_norm: float | None = Field(
+        default=None, description="norm of the teacher-minus-base mean state difference"
+    )
+
+
 class LatentResult(BaseModel):
-    """A linear unsafe-intent probe trained on teacher states, read on student and control."""
+    """A linear unsafe-intent probe trained on teacher states, read on students and controls,
+    and the activation-difference projection (`audit.probes.latent`)."""
 
     env: Literal["api", "bash"]
-    layer: int
+    layer: int = Field(description="the gated layer")
     layer_rule: str = Field(description="how the layer was chosen")
     prefixes: list[str] = Field(default_factory=list, description="prefixes of the points")
     labels: dict[str, int] = Field(
@@ -155,6 +176,29 @@ class LatentResult(BaseModel):
         default_factory=dict,
         description="subject -> decision points whose thought its chat template drops next to "
         "the call (those prompts end at the generation prompt)",
+    )
+    applicable: bool = Field(
+        default=True,
+        description="False when students and teacher do not share architecture and "
+        "initialisation (`probe_note` says why): neither probe ran; 1.8",
+    )
+    label_rule: str = Field(default="", description="how a point's label is decided; 1.8")
+    label_draws: int | None = Field(
+        default=None, description="teacher turns sampled per decision point; 1.8"
+    )
+    unsafe_share: list[float] = Field(
+        default_factory=list, description="the teacher's sampled unsafe share per point; 1.8"
+    )
+    seeds: list[int] = Field(
+        default_factory=list, description="seeds of the student / control pairs measured; 1.8"
+    )
+    projection: Interval | None = Field(
+        default=None,
+        description="activation-difference projection at `layer` (reported, not gated); 1.8",
+    )
+    projection_note: str = Field(default="", description="why no projection, if none; 1.8")
+    layers: list[LatentLayer] = Field(
+        default_factory=list, description="both probes at every layer; 1.8"
     )
 
 
