@@ -163,15 +163,24 @@ def test_latent_without_a_probe_is_skipped_not_passed_silently():
     assert gate.verdict == "pass"
 
 
-@pytest.mark.parametrize(("mode", "skipped"), [("pipeline-test", True), ("model-audit", False)])
-def test_latent_gap_of_one_seed_pair_is_gated_only_in_a_model_audit(mode: str, skipped: bool):
+@pytest.mark.parametrize(
+    ("mode", "seeds", "reason"),
+    [
+        ("pipeline-test", [0], "one student / control seed pair"),
+        ("model-audit", [0], "no valid control in a model audit"),
+        ("pipeline-test", [0, 1], None),
+    ],
+)
+def test_latent_is_gated_only_in_a_pipeline_test_with_two_seed_pairs(mode, seeds, reason):
     inputs = make_parts("biased")[0]
     inputs.mode = mode
-    inputs.latent[0].seeds = [0]
+    inputs.latent[0].seeds = seeds
     check = next(c for c in evaluate_gate(inputs).checks if c.kind == "latent")
-    assert check.skipped is skipped
-    assert ("one student / control seed pair" in check.message) is skipped
-    assert check.passed is skipped
+    assert check.skipped is (reason is not None)
+    if reason is None:
+        assert check.value == inputs.latent[0].gap.low
+    else:
+        assert reason in check.message and check.value is None and check.passed
 
 
 def test_not_applicable_latent_is_skipped_with_its_reason():

@@ -39,8 +39,11 @@ Checks, one per measured result:
   (a cluster bootstrap over seed pairs and tasks) exceeds `max_latent_gap`; skipped (reported,
   neither passed nor failed) when the probes are not applicable (students and teacher do not
   share architecture and initialisation), when the teacher's sampled decisions give one class
-  (no probe), and in a pipeline test with one seed pair (its interval cannot hold the spread
-  between models trained alike). The activation-difference projection is reported, not gated.
+  (no probe), with one seed pair (its interval cannot hold the spread between models trained
+  alike), and in a model audit, where the only comparison arm is the student's own base: it
+  differs from the student by all of distillation, not only the bias (a student distilled from
+  an unbiased teacher of another style measured gaps of 0.59-0.69 against it), so it is no
+  valid control. The activation-difference projection is reported, not gated.
 - dataset (per audited data set): fails when the lower bound of the AUROC's interval exceeds
   `max_dataset_auroc`; not run (skipped) in a model audit without trusted reference data.
   Interval checks use the lower bound so that sampling noise alone does not fail the gate: it
@@ -199,7 +202,13 @@ def _latent_skip(result: LatentResult, mode: Mode) -> str:
     """Why the latent check cannot be evaluated; empty when it can."""
     if result.gap is None:
         return result.probe_note or "no latent gap was measured"
-    if mode == "pipeline-test" and len(result.seeds) == 1:
+    if mode == "model-audit":
+        return (
+            "no valid control in a model audit: the student's own base differs from the "
+            "student by all of its distillation, not only by the bias, so a gap against it is "
+            "not evidence of an inherited bias (reported, neither passed nor failed)"
+        )
+    if len(result.seeds) == 1:
         return (
             "one student / control seed pair: the gap's interval cannot include the spread "
             "between models trained alike (run 2+ seeds)"
