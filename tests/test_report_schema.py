@@ -36,7 +36,7 @@ def test_round_trip_is_exact(case: str, tmp_path: Path):
 
 def test_report_carries_version_verdict_and_exit_code(tmp_path: Path):
     data = json.loads(write_report(make_report("biased"), tmp_path / "r.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.7"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.8"
     assert data["gate"]["verdict"] == "fail"
     assert data["exit_code"] == 1
     assert data["power_ok"] is True
