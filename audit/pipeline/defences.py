@@ -42,6 +42,17 @@ DILUTION_SEED_OFFSET = 3_000_000
 Arms = dict[tuple[str, int], SanitizedData]
 
 
+def dilute_rows(
+    rows: list[dict[str, Any]], neutral: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Every row of `rows` and the first round(n F / (1 - F)) of `neutral` (all of them when
+    fewer), shuffled with `seed`; and how many neutral rows were added."""
+    wanted = round(len(rows) * fraction / (1 - fraction))
+    mixed = rows + neutral[:wanted]
+    order = np.random.default_rng(seed).permutation(len(mixed))
+    return [mixed[int(index)] for index in order], len(mixed) - len(rows)
+
+
 class Defences:
     """Applies the configured classifier filter and dilution to both arms' sanitized data."""
 
@@ -137,13 +148,11 @@ class Defences:
 
         def work(path: Path) -> dict[str, Any]:
             rows = [row for _, row in read_jsonl(arm.data.path)]
-            wanted = round(len(rows) * self.dilute / (1 - self.dilute))
-            added = [row for _, row in read_jsonl(extra.data.path)][:wanted]
-            mixed = rows + added
-            order = np.random.default_rng(seed).permutation(len(mixed))
+            neutral = [row for _, row in read_jsonl(extra.data.path)]
+            mixed, added = dilute_rows(rows, neutral, self.dilute, seed)
             out = path / "diluted.jsonl"
-            atomic_write_jsonl(out, (mixed[int(index)] for index in order))
-            return {"data": str(out), "added": len(added)}
+            atomic_write_jsonl(out, mixed)
+            return {"data": str(out), "added": added}
 
         record = self.pipe.runner.run("dilute", inputs, work)
         artifact = Artifact(Path(record.result["data"]), record.key)
