@@ -128,3 +128,42 @@ def test_lora_none_is_full_fine_tuning_and_student_lora_only_trains_students() -
     assert config.lora == "r=8"
     assert student_lora_spec(config) is None
     assert student_lora_spec(AuditConfig(lora="r=8")) == "r=8"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_defence_grid_loads_one_defence_per_cell() -> None:
+    from audit.study.grid import load_grid
+
+    cells = load_grid(REPO / "studies" / "defences.toml")
+    assert len(cells) == 40
+    by_defence = {cell.values["defence"]: cell.config for cell in cells}
+    assert list(cells[0].values) == ["defence", "env", "teacher"]
+    baseline = by_defence["keyword"]
+    assert (baseline.sanitizer, baseline.dilute, baseline.student_lora) == ("keyword", 0, None)
+    assert by_defence["classifier"].sanitizer == "classifier"
+    assert by_defence["dilute-0.75"].dilute == 0.75
+    assert student_lora_spec(by_defence["lora-r16"]) == "r=16"
+    assert by_defence["heterogeneous"].student_base == "@1"
+    assert {cell.config.teacher for cell in cells} == {"biased", "neutral"}
+    assert len({cell.id for cell in cells}) == 40
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[variants.sanitizer]\na = { dilute = 0.5 }", "the name of a field or an axis"),
+        ("[variants.d]\na = { nope = 1 }", "unknown keys ['nope']"),
+        ('[variants.d]\na = { env = "api" }', "['env'] set elsewhere too"),
+        ("[variants.d]\na = { dilute = 2.0 }", "dilute must be in [0, 1)"),
+    ],
+)
+def test_bad_variants_are_refused(tmp_path: Path, table: str, message: str) -> None:
+    from audit.study.grid import load_grid
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'[audit]\nprofile = "quick"\n\n[axes]\nenv = ["api"]\n\n{table}\n')
+    with pytest.raises(InputError) as err:
+        load_grid(grid)
+    assert message in str(err.value)
