@@ -3,6 +3,7 @@ the API env, and the defence options read at config time."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,30 @@ def test_bad_variants_are_refused(tmp_path: Path, table: str, message: str) -> N
     with pytest.raises(InputError) as err:
         load_grid(grid)
     assert message in str(err.value)
+
+
+@pytest.mark.slow
+def test_an_audit_filters_and_dilutes_both_arms(tmp_path: Path) -> None:
+    """A small audit with the classifier filter at KEEP 0.5 and dilution 0.5: the report's
+    stats show the kept half and the neutral episodes added, both arms went through a stage
+    of each defence, and the defence's seconds are recorded."""
+    from tests.test_audit_run import SMOKE, audit
+
+    config = tmp_path / "smoke.toml"
+    config.write_text(SMOKE)
+    flags = ["--config", str(config), "--sanitizer", "classifier:0.5", "--dilute", "0.5"]
+    result = audit(*flags, "--out", str(tmp_path / "out"), cache=tmp_path / "cache")
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["config"]["sanitizer"] == "classifier"
+    (stats,) = report["sanitization"]
+    assert stats["classifier_keep"] == 0.5
+    assert stats["classifier_auroc"] is None
+    assert 0.4 * stats["episodes_in"] <= stats["kept"] <= round(0.5 * stats["episodes_in"])
+    assert report["dataset_audit"][0]["n_biased"] == stats["kept"] + stats["neutral_added"]
+    assert stats["neutral_added"] == stats["kept"]
+    stages = [t["stage"] for t in report["timings"]]
+    assert stages.count("classifier-filter") == 1
+    assert stages.count("dilute") == 2
+    filtered = sum(t["seconds"] for t in report["timings"] if t["stage"] == "classifier-filter")
+    assert stats["defence_seconds"] >= filtered > 0
