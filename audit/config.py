@@ -387,29 +387,11 @@ def _check_plugins(config: AuditConfig) -> None:
 
 
 def _check_defences(config: AuditConfig) -> None:
-    """The dilution fraction is in [0, 1); the defences that change what students train on
-    (dilution, the classifier filter) need students to distil (pipeline-test mode, no
-    `--student`)."""
-    if not isinstance(config.dilute, int | float) or not 0 <= config.dilute < 1:
-        raise InputError(f"dilute must be in [0, 1), not {config.dilute!r}")
-    uses = [
-        name
-        for name, used in (
-            ("--dilute", config.dilute > 0),
-            ("--sanitizer classifier", config.sanitizer.startswith("classifier")),
-        )
-        if used
-    ]
-    if uses and config.student:
-        raise InputError(f"{uses[0]} changes what students train on; --student is trained already")
+    """`audit.pipeline.sanitizer_spec.check_defences`: the dilution and the classifier filter
+    can run."""
+    from audit.pipeline.sanitizer_spec import check_defences
 
-
-def student_lora_spec(config: AuditConfig) -> str | None:
-    """The LoRA spec students train with: `student_lora` ('none': full fine-tuning, None),
-    else `lora`."""
-    if config.student_lora is None:
-        return config.lora
-    return None if config.student_lora == "none" else config.student_lora
+    check_defences(config)
 
 
 def _check_device(spec: str) -> None:

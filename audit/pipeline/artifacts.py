@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import (
-    DEFAULT_MAX_LENGTH,
-    AuditConfig,
-    parse_embedded,
-    student_base_ref,
-    student_lora_spec,
-)
+from audit.config import DEFAULT_MAX_LENGTH, AuditConfig, parse_embedded, student_base_ref
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.pipeline.content_key import content_key
 from audit.pipeline.plugins import (
@@ -30,7 +24,7 @@ from audit.pipeline.plugins import (
     distill_command,
     sanitizer_command,
 )
-from audit.pipeline.sanitizer_spec import parse_sanitizer
+from audit.pipeline.sanitizer_spec import parse_sanitizer, student_lora_spec
 from audit.pipeline.stages import StageRunner, inputs_key
 from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher

@@ -10,12 +10,15 @@
   (`audit.pipeline.classifier_filter`);
 - `none`: no filter (hits only counted);
 - `cmd:PROGRAM ARGS`: the team's own filter (`audit.pipeline.plugins`).
+
+Also here: the checks of the other defence options (`--dilute`, `--student-lora`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from audit.config import AuditConfig
 from trajectories.jsonl import InputError
 from trajectories.plugin import is_command
 
@@ -65,3 +68,29 @@ def parse_sanitizer(spec: str) -> SanitizerSpec | None:
             raise InputError(f"sanitizer {spec!r}: KEEP after classifier: must be in (0, 1]")
         return SanitizerSpec(name, keep=keep)
     raise InputError(USAGE)
+
+
+def check_defences(config: AuditConfig) -> None:
+    """The dilution fraction is in [0, 1); the defences that change what students train on
+    (dilution, the classifier filter) need students to distil (pipeline-test mode, no
+    `--student`)."""
+    if not isinstance(config.dilute, int | float) or not 0 <= config.dilute < 1:
+        raise InputError(f"dilute must be in [0, 1), not {config.dilute!r}")
+    uses = [
+        name
+        for name, used in (
+            ("--dilute", config.dilute > 0),
+            ("--sanitizer classifier", config.sanitizer.startswith("classifier")),
+        )
+        if used
+    ]
+    if uses and config.student:
+        raise InputError(f"{uses[0]} changes what students train on; --student is trained already")
+
+
+def student_lora_spec(config: AuditConfig) -> str | None:
+    """The LoRA spec students train with: `student_lora` ('none': full fine-tuning, None),
+    else `lora`."""
+    if config.student_lora is None:
+        return config.lora
+    return None if config.student_lora == "none" else config.student_lora
