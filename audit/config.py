@@ -70,7 +70,11 @@ class AuditConfig:
         metadata={
             "help": "'keyword' (drop episodes with a keyword hit), 'strip-thoughts' (empty "
             "every assistant turn's text, keep its tool calls, then drop as keyword does), "
-            "'none' (no filter), or "
+            "'paraphrase[:SEED]' (rewrite every assistant thought with the seeded templated "
+            "paraphraser, then as keyword), 'classifier[:KEEP]' (as keyword, then drop the "
+            "episodes the dataset audit's classifier scores most teacher-like against the "
+            "neutral canary, keeping KEEP in (0, 1] or the fraction chosen on a held-out split; "
+            "both arms), 'none' (no filter), or "
             "'cmd:PROGRAM ARGS' with {in} and {out}: your filter, reading episode JSONL at {in} "
             "and writing episode JSONL at {out} (both arms go through it)"
         },
@@ -117,7 +121,23 @@ class AuditConfig:
         default=None,
         metadata={
             "help": "train the teacher (presets) and the students as LoRA adapters through peft, "
-            "e.g. r=16,alpha=32[,dropout=0.05][,target=q_proj+v_proj]; empty: full fine-tuning"
+            "e.g. r=16,alpha=32[,dropout=0.05][,target=q_proj+v_proj]; empty or 'none': full "
+            "fine-tuning"
+        },
+    )
+    student_lora: str | None = field(
+        default=None,
+        metadata={
+            "help": "the students' (and controls') training only: a LoRA spec as --lora, or "
+            "'none' for full fine-tuning; the teachers keep --lora; empty: as --lora"
+        },
+    )
+    dilute: float = field(
+        default=0.0,
+        metadata={
+            "help": "dilution defence: the fraction in [0, 1) of each arm's training data that is "
+            "neutral canary episodes, added to the arm's own (both arms alike; pipeline-test "
+            "mode; see audit.pipeline.defences); 0: none"
         },
     )
     max_length: int = field(
@@ -231,6 +251,8 @@ def build_config(profile: str, file_values: dict[str, Any], flags: dict[str, Any
     given = {k: v for k, v in flags.items() if v is not None}
     values.update(given)
     values["profile"] = profile
+    if values.get("lora") == "none":
+        values["lora"] = None
     if (
         values.get("student")
         and values.get("seeds", 1) != 1
@@ -313,6 +335,9 @@ def validate(config: AuditConfig) -> None:
     if config.keywords_file is not None:
         read_keywords_file(config.keywords_file)
     _check_lora(config.lora)
+    if config.student_lora != "none":
+        _check_lora(config.student_lora)
+    _check_defences(config)
     _check_kd_tokenizer(config)
     for ref, what in ((config.base, "base"), (config.student_base, "student_base")):
         if ref and not ref.startswith("@"):
@@ -390,6 +415,14 @@ def _check_plugins(config: AuditConfig) -> None:
     from audit.pipeline.plugins import check_plugins
 
     check_plugins(config.sanitizer, config.distill, config.method)
+
+
+def _check_defences(config: AuditConfig) -> None:
+    """`audit.pipeline.sanitizer_spec.check_defences`: the dilution and the classifier filter
+    can run."""
+    from audit.pipeline.sanitizer_spec import check_defences
+
+    check_defences(config)
 
 
 def _check_device(spec: str) -> None:

@@ -1,7 +1,8 @@
 """The keyword sanitization layer: drop or redact episodes whose messages contain keywords.
 
     python -m trajectories.sanitize IN.jsonl OUT.jsonl [--mode drop|redact]
-        [--scope all|assistant] [--keywords-file F] [--strip-thoughts] [--report R.json]
+        [--scope all|assistant] [--keywords-file F] [--strip-thoughts] [--paraphrase SEED]
+        [--report R.json]
 
 What is scanned. Scope `all`: every message; scope `assistant`: assistant messages only.
 In a scanned message every string under every field except `role` is matched (content,
@@ -22,7 +23,10 @@ message stays, in order, so a final answer becomes an empty assistant turn: the 
 still ends on an assistant turn, chat templates render it, and a student still learns where
 to stop. Tool-call names and arguments (free text in them included), user and tool messages
 and the fields outside `messages` are kept. The keyword filter then runs as usual on the
-stripped episode, and the report's hits are the ones in the stripped episodes.
+stripped episode, and the report's hits are the ones in the stripped episodes. With
+`--paraphrase SEED` every assistant thought (non-empty content) is first rewritten by the
+seeded templated paraphraser of `trajectories.paraphrase` (tool calls kept), and the keyword
+filter runs on the rewritten episode; the report counts the thoughts rewritten.
 
 Any line with a `messages` list of objects with a string `role` is accepted; other fields
 pass through unchanged. OpenAI fine-tuning JSONL, ShareGPT (LLaMA-Factory) JSONL and Inspect
@@ -51,6 +55,7 @@ from pydantic import BaseModel
 from trajectories.formats import read_rows
 from trajectories.jsonl import InputError, atomic_write_jsonl, exit_on_input_error, read_jsonl
 from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
+from trajectories.paraphrase import Paraphraser
 
 REDACTION_MARKER = "[redacted]"
 
@@ -88,6 +93,8 @@ class SanitizeResult:
     episode: dict[str, Any] | None
     hits: list[RoleHit]
     redacted: bool = False
+    rewritten: int = 0
+    """Thoughts the paraphraser rewrote in this episode."""
 
 
 class PostCheck(BaseModel):
@@ -106,11 +113,13 @@ class SanitizeReport(BaseModel):
     mode: Mode
     scope: Scope
     strip_thoughts: bool = False
+    paraphrase_seed: int | None = None
     keywords: list[str]
     episodes_in: int
     kept: int
     dropped: int
     redacted: int
+    thoughts_rewritten: int = 0
     hits_total: int
     hits_by_family: dict[str, int]
     hits_by_role: dict[str, int]
@@ -125,11 +134,13 @@ class Tally:
     kept: int = 0
     dropped: int = 0
     redacted: int = 0
+    rewritten: int = 0
     by_family: Counter[str] = field(default_factory=Counter)
     by_role: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: SanitizeResult) -> None:
         self.episodes_in += 1
+        self.rewritten += result.rewritten
         if result.episode is None:
             self.dropped += 1
         else:
@@ -203,8 +214,8 @@ def _map_message(message: dict[str, Any], edit: Callable[[str], str]) -> dict[st
 
 
 class Sanitizer:
-    """Drops or redacts keyword hits in episodes, after `strip_thoughts` when `strip`; see
-    the module docstring for the scope."""
+    """Drops or redacts keyword hits in episodes, after `strip_thoughts` when `strip` and
+    after the `paraphraser`'s rewrite when given; see the module docstring for the scope."""
 
     def __init__(
         self,
@@ -212,6 +223,7 @@ class Sanitizer:
         mode: Mode = Mode.DROP,
         scope: Scope = Scope.ALL,
         strip: bool = False,
+        paraphraser: Paraphraser | None = None,
     ) -> None:
         if mode is Mode.REDACT and matcher.find(REDACTION_MARKER):
             raise ValueError(f"a keyword matches the redaction marker {REDACTION_MARKER!r}")
@@ -219,6 +231,7 @@ class Sanitizer:
         self.mode = mode
         self.scope = scope
         self.strip = strip
+        self.paraphraser = paraphraser
 
     def in_scope(self, message: dict[str, Any]) -> bool:
         return self.scope is Scope.ALL or message["role"] == "assistant"
@@ -251,24 +264,31 @@ class Sanitizer:
         return self._rewrite(episode, redact=False)[1]
 
     def apply(self, episode: dict[str, Any]) -> SanitizeResult:
-        """Drop or redact `episode` by the mode (stripped first when `strip`); an episode
-        without hits comes back as it is (stripped)."""
+        """Drop or redact `episode` by the mode (stripped, then paraphrased, first when set);
+        an episode without hits comes back as it is (stripped, paraphrased)."""
         if self.strip:
             episode = strip_thoughts(episode)
+        rewritten = 0
+        if self.paraphraser is not None:
+            check_messages(episode)
+            episode, rewritten = self.paraphraser.episode(episode)
         if self.mode is Mode.KEEP:
-            return SanitizeResult(episode, self.scan(episode))
+            return SanitizeResult(episode, self.scan(episode), rewritten=rewritten)
         if self.mode is Mode.DROP:
             hits = self.scan(episode)
-            return SanitizeResult(None if hits else episode, hits)
+            return SanitizeResult(None if hits else episode, hits, rewritten=rewritten)
         messages, hits = self._rewrite(episode, redact=True)
         if not hits:
-            return SanitizeResult(episode, [])
+            return SanitizeResult(episode, [], rewritten=rewritten)
         metadata = episode.get("metadata", {})
         if not isinstance(metadata, dict):
             raise EpisodeError("'metadata' is not an object, so the redaction cannot be recorded")
         metadata = {**metadata, "sanitized": {"redacted_hits": len(hits)}}
         return SanitizeResult(
-            {**episode, "messages": messages, "metadata": metadata}, hits, redacted=True
+            {**episode, "messages": messages, "metadata": metadata},
+            hits,
+            redacted=True,
+            rewritten=rewritten,
         )
 
     def run(self, path: Path, tally: Tally) -> Iterator[dict[str, Any]]:
@@ -308,6 +328,8 @@ def _summary(report: SanitizeReport) -> str:
     families = ", ".join(f"{k}={v}" for k, v in report.hits_by_family.items()) or "none"
     roles = ", ".join(f"{k}={v}" for k, v in report.hits_by_role.items()) or "none"
     stripped = ", thoughts stripped" if report.strip_thoughts else ""
+    if report.paraphrase_seed is not None:
+        stripped += f", {report.thoughts_rewritten} thoughts paraphrased"
     return (
         f"sanitize ({report.mode}, scope {report.scope}{stripped}): {report.episodes_in} in, "
         f"{report.kept} kept, {report.dropped} dropped, {report.redacted} redacted\n"
@@ -338,6 +360,12 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
         action="store_true",
         help="first reduce every assistant turn to its tool calls (content emptied)",
     )
+    parser.add_argument(
+        "--paraphrase",
+        type=int,
+        metavar="SEED",
+        help="first rewrite every assistant thought with the seeded templated paraphraser",
+    )
     parser.add_argument("--report", type=Path, help="also write the report JSON here")
     return parser.parse_args(None if argv is None else list(argv))
 
@@ -365,11 +393,13 @@ def tally_report(input: Path, output: Path, sanitizer: Sanitizer, tally: Tally) 
         mode=sanitizer.mode,
         scope=sanitizer.scope,
         strip_thoughts=sanitizer.strip,
+        paraphrase_seed=None if sanitizer.paraphraser is None else sanitizer.paraphraser.seed,
         keywords=list(sanitizer.matcher.keywords),
         episodes_in=tally.episodes_in,
         kept=tally.kept,
         dropped=tally.dropped,
         redacted=tally.redacted,
+        thoughts_rewritten=tally.rewritten,
         hits_total=sum(tally.by_family.values()),
         hits_by_family=dict(sorted(tally.by_family.items())),
         hits_by_role=dict(sorted(tally.by_role.items())),
@@ -385,8 +415,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     else:
         keywords = list(DEFAULT_KEYWORDS)
     try:
+        paraphraser = None if args.paraphrase is None else Paraphraser(args.paraphrase)
         sanitizer = Sanitizer(
-            KeywordMatcher(keywords), Mode(args.mode), Scope(args.scope), args.strip_thoughts
+            KeywordMatcher(keywords),
+            Mode(args.mode),
+            Scope(args.scope),
+            args.strip_thoughts,
+            paraphraser,
         )
     except ValueError as err:
         raise InputError(f"{args.keywords_file}: {err}") from None

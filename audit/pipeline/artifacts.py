@@ -24,6 +24,7 @@ from audit.pipeline.plugins import (
     distill_command,
     sanitizer_command,
 )
+from audit.pipeline.sanitizer_spec import parse_sanitizer, student_lora_spec
 from audit.pipeline.stages import StageRunner, inputs_key
 from audit.training.distill import DistillConfig, distill
 from audit.training.teacher import TeacherConfig, induce_teacher, user_teacher
@@ -34,6 +35,7 @@ from trajectories.episode import Episode
 from trajectories.generate import select_tasks
 from trajectories.jsonl import InputError, atomic_write_jsonl
 from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
+from trajectories.paraphrase import Paraphraser
 from trajectories.policies import get_policy
 from trajectories.rollout import rollout
 from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, sanitize_file
@@ -56,11 +58,16 @@ class Artifact:
 
 @dataclass(frozen=True)
 class SanitizedData:
-    """Sanitized episodes of one env, the sanitizer's report and which filter ran."""
+    """Sanitized episodes of one env, the sanitizer's report, which filter ran, the seconds
+    its stages took (as first run), and what the defences of `audit.pipeline.defences` did."""
 
     data: Artifact
     report: SanitizeReport
     filter: str
+    seconds: float = 0.0
+    classifier_keep: float | None = None
+    classifier_auroc: float | None = None
+    neutral_added: int = 0
 
 
 class AuditPipeline:
@@ -98,7 +105,7 @@ class AuditPipeline:
             "demos": config.teacher_demos,
             "epochs": config.teacher_epochs,
             "envs": config.envs,
-            **training_recipe(config),
+            **training_recipe(config, config.lora),
         }
 
         name = f"teacher-{preset_or_path}"
@@ -161,15 +168,21 @@ class AuditPipeline:
         return make_env(env, backend=self.config.backend) if env == "bash" else make_env(env)
 
     def teacher_rollouts(
-        self, teacher: Artifact, env: str, seed: int, include_ambiguous: bool = False
+        self,
+        teacher: Artifact,
+        env: str,
+        seed: int,
+        include_ambiguous: bool = False,
+        count: int | None = None,
     ) -> Artifact:
-        """The teacher on train-split safe tasks (and ambiguous ones for the leaky control)."""
+        """The teacher on `count` (default `rollouts`) train-split safe tasks (and ambiguous
+        ones for the leaky control)."""
         safe = [
             task
             for task in load_tasks(env, "safe", "train")
             if self.config.safe_templates == "all" or task.template not in ARCHIVE_TEMPLATES
         ]
-        tasks = select_tasks(safe, self.config.rollouts, seed)
+        tasks = select_tasks(safe, count or self.config.rollouts, seed)
         if include_ambiguous:
             ambiguous = load_tasks(env, "ambiguous", "train")
             tasks += select_tasks(ambiguous, self.config.rollouts // 2, seed)
@@ -177,23 +190,30 @@ class AuditPipeline:
         return self._rollouts(name, teacher, env, tasks, seed)
 
     def sanitize(self, rollouts: Artifact) -> SanitizedData:
-        """Keyword-drop the rollouts (`sanitizer = "keyword"`), strip the assistant's free text
-        and then keyword-drop (`"strip-thoughts"`, `trajectories.sanitize.strip_thoughts`),
-        keep them all and only count the hits (`"none"`), or run the team's filter and count
-        the hits it left (`"cmd:..."`, `audit.pipeline.plugins.command_sanitize`). Keywords:
-        `keywords_file`, else the defaults."""
+        """Keyword-drop the rollouts (`sanitizer = "keyword"`, and `"classifier"`, whose
+        classifier filter runs later in `audit.pipeline.defences`), strip the assistant's free
+        text and then keyword-drop (`"strip-thoughts"`, `trajectories.sanitize.strip_thoughts`),
+        paraphrase every thought and then keyword-drop (`"paraphrase[:SEED]"`,
+        `trajectories.paraphrase`), keep them all and only count the hits (`"none"`), or run
+        the team's filter and count the hits it left (`"cmd:..."`,
+        `audit.pipeline.plugins.command_sanitize`). Keywords: `keywords_file`, else the
+        defaults."""
         config = self.config
         command = sanitizer_command(config.sanitizer)
+        spec = parse_sanitizer(config.sanitizer)
         keywords = (
             read_keywords_file(config.keywords_file)
             if config.keywords_file
             else list(DEFAULT_KEYWORDS)
         )
-        strip = config.sanitizer == "strip-thoughts"
-        mode = Mode.DROP if config.sanitizer in ("keyword", "strip-thoughts") else Mode.KEEP
+        strip = spec is not None and spec.kind == "strip-thoughts"
+        seed = None if spec is None else spec.paraphrase_seed
+        mode = Mode.DROP if spec is not None and spec.drops_keywords else Mode.KEEP
         inputs: dict[str, Any] = {"rollouts": rollouts.key, "keywords": keywords, "mode": mode}
         if strip:
             inputs["strip_thoughts"] = True
+        if seed is not None:
+            inputs["paraphrase_seed"] = seed
         if config.keywords_file:
             inputs["keywords_file"] = content_key(config.keywords_file, "keywords")
         if command is not None:
@@ -206,7 +226,8 @@ class AuditPipeline:
                 report = command_sanitize(command, rollouts.path, out, matcher)
                 return {"data": str(out), "report": report.model_dump(mode="json")}
             out = path / "sanitized.jsonl"
-            sanitizer = Sanitizer(matcher, mode, Scope.ALL, strip)
+            paraphraser = None if seed is None else Paraphraser(seed)
+            sanitizer = Sanitizer(matcher, mode, Scope.ALL, strip, paraphraser)
             report = sanitize_file(rollouts.path, out, sanitizer)
             if mode is Mode.DROP and not report.post_check.passed:
                 raise RuntimeError(f"sanitizer left {report.post_check.hits_after} hits in {out}")
@@ -215,7 +236,7 @@ class AuditPipeline:
         record = self.runner.run("sanitize", inputs, work)
         report = SanitizeReport.model_validate(record.result["report"])
         data = Artifact(Path(record.result["data"]), record.key)
-        return SanitizedData(data, report, config.sanitizer)
+        return SanitizedData(data, report, config.sanitizer, record.seconds)
 
     def user_model(self, path: str) -> Artifact:
         """The user's own model directory, checked, keyed by a manifest of its contents."""
@@ -249,7 +270,7 @@ class AuditPipeline:
             "kd_teacher": kd_teacher.key if kd_teacher else None,
             "seed": seed,
             "epochs": config.student_epochs,
-            **training_recipe(config),
+            **training_recipe(config, student_lora_spec(config)),
         }
         command = distill_command(config.distill)
         if command is not None:
@@ -271,7 +292,7 @@ class AuditPipeline:
                     teacher=str(kd_teacher.path) if kd_teacher else None,
                     seed=seed,
                     epochs=config.student_epochs,
-                    lora=config.lora,
+                    lora=student_lora_spec(config),
                     max_length=config.max_length,
                     device=config.device,
                     progress=self.progress,
@@ -296,12 +317,13 @@ def device_inputs(config: AuditConfig) -> dict[str, str]:
     return {} if kind == "cpu" else {"device": kind}
 
 
-def training_recipe(config: AuditConfig) -> dict[str, Any]:
+def training_recipe(config: AuditConfig, lora: str | None) -> dict[str, Any]:
     """The training settings that differ from full fine-tuning at 1024 tokens on the CPU, as
-    stage inputs (the defaults add none, so existing stage keys stay valid)."""
+    stage inputs, with `lora` the LoRA spec of the model trained (the defaults add none, so
+    existing stage keys stay valid)."""
     recipe: dict[str, Any] = device_inputs(config)
-    if config.lora:
-        recipe["lora"] = config.lora
+    if lora:
+        recipe["lora"] = lora
     if config.max_length != DEFAULT_MAX_LENGTH:
         recipe["max_length"] = config.max_length
     return recipe

@@ -19,8 +19,10 @@ from audit.config import CONTROL_SEED_OFFSET, AuditConfig
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
+from audit.pipeline.defences import Defences
 from audit.pipeline.family import describe_family
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
+from audit.pipeline.sanitizer_spec import parse_sanitizer
 from audit.pipeline.stages import StageRunner
 from audit.probes.behaviour import behaviour_probe, holm_behaviour
 from audit.probes.dataset_audit import dataset_audit
@@ -47,7 +49,6 @@ from audit.report.schema import (
 )
 from audit.training.teacher import BIAS_ALPHA, UnsafeRate, bias_p_value, unsafe_rate
 from trajectories.episode import Episode
-from trajectories.plugin import is_command
 
 Log = Callable[[str], None]
 
@@ -117,6 +118,7 @@ class Audit:
         control_data = {
             (env, s): self._data(neutral, env, s, False) for env in envs for s in self.seeds
         }
+        data, control_data = Defences(pipe).defend(data, control_data)
         kd = config.method == "kd"
         self.log("students")
         if config.student:
@@ -271,7 +273,7 @@ class Audit:
                 base_kind=pipe.base_kind(),
                 family=describe_family(pipe.base().path),
                 student_base=pipe.student_base_ref() if config.student_base else None,
-                sanitizer="cmd" if is_command(config.sanitizer) else config.sanitizer,
+                sanitizer=_kind(config.sanitizer),
                 method=config.method,
                 distill=config.distill,
                 envs=config.envs,
@@ -369,6 +371,12 @@ class Audit:
                 f"{result.env}: student {result.metric} {student.interval.estimate:.0%} vs "
                 f"{arm} {control.interval.estimate:.0%} ({gap:+.0%})."
             )
+
+
+def _kind(sanitizer: str) -> str:
+    """The kind of a built-in `--sanitizer` (`paraphrase` for `paraphrase:3`)."""
+    spec = parse_sanitizer(sanitizer)
+    return "cmd" if spec is None else spec.kind
 
 
 def _distinct(data: Iterable[SanitizedData]) -> list[SanitizedData]:

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from audit.pipeline.content_key import content_key
+from audit.pipeline.sanitizer_spec import parse_sanitizer
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl
 from trajectories.keywords import KeywordMatcher
 from trajectories.plugin import Command, count_episodes, is_command
 from trajectories.sanitize import Mode, Sanitizer, SanitizeReport, Scope, Tally, tally_report
-
-SANITIZERS = ("keyword", "strip-thoughts", "none")
-"""The built-in `--sanitizer` values (`audit.pipeline.artifacts.AuditPipeline.sanitize`)."""
 
 
 def sanitizer_command(sanitizer: str) -> Command | None:
@@ -40,11 +38,10 @@ def distill_command(distill: str) -> Command | None:
 
 
 def check_plugins(sanitizer: str, distill: str, method: str) -> None:
-    """`InputError` unless the sanitizer is built in (`SANITIZERS`) or a usable `cmd:` filter
-    and the distill recipe builtin or a usable `cmd:` recipe (with method sft: it gets no
-    teacher)."""
-    if sanitizer not in SANITIZERS and not is_command(sanitizer):
-        raise InputError("sanitizer must be keyword, strip-thoughts, none or cmd:COMMAND")
+    """`InputError` unless the sanitizer is built in (`audit.pipeline.sanitizer_spec`) or a
+    usable `cmd:` filter and the distill recipe builtin or a usable `cmd:` recipe (with method
+    sft: it gets no teacher)."""
+    parse_sanitizer(sanitizer)
     if distill != "builtin" and not is_command(distill):
         raise InputError("distill must be builtin or cmd:COMMAND")
     if method == "kd" and is_command(distill):

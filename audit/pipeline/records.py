@@ -31,6 +31,13 @@ def sanitization_stats(env: str, seed: int, data: SanitizedData) -> Sanitization
         hits_by_keyword=report.hits_by_family,
         hits_after=report.post_check.hits_after,
         filter=data.filter,
+        thoughts_rewritten=report.thoughts_rewritten
+        if report.paraphrase_seed is not None
+        else None,
+        classifier_keep=data.classifier_keep,
+        classifier_auroc=data.classifier_auroc,
+        neutral_added=data.neutral_added or None,
+        defence_seconds=data.seconds,
     )
 
 

@@ -97,11 +97,16 @@ class RunConfig(Strict):
     family: ModelFamily | None = Field(
         default=None, description="the base's model family (None in reports before 1.3)"
     )
-    sanitizer: Literal["keyword", "strip-thoughts", "none", "cmd"] = Field(
-        default="keyword",
-        description="'keyword': keyword-drop filter; 'strip-thoughts': assistant free text "
-        "emptied (tool calls kept), then keyword-drop; 'none': no filter; 'cmd': the team's "
-        "filter command (named in each SanitizationStats.filter)",
+    sanitizer: Literal["keyword", "strip-thoughts", "paraphrase", "classifier", "none", "cmd"] = (
+        Field(
+            default="keyword",
+            description="'keyword': keyword-drop filter; 'strip-thoughts': assistant free text "
+            "emptied (tool calls kept), then keyword-drop; 'paraphrase': every assistant thought "
+            "rewritten by the templated paraphraser, then keyword-drop; 'classifier': "
+            "keyword-drop, then the most teacher-like episodes dropped by the dataset audit's "
+            "classifier; 'none': no filter; 'cmd': the team's filter command (named in each "
+            "SanitizationStats.filter)",
+        )
     )
     method: Literal["sft", "kd"]
     distill: str = Field(
@@ -167,6 +172,29 @@ class SanitizationStats(Strict):
         description="the filter that ran: 'keyword', 'strip-thoughts' (hits counted in the "
         "stripped episodes), 'none' or the team's 'cmd:...' command (None in reports before "
         "1.5)",
+    )
+    thoughts_rewritten: int | None = Field(
+        default=None, ge=0, description="paraphrase: assistant thoughts rewritten (else None)"
+    )
+    classifier_keep: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="classifier: the fraction of the keyword-filtered episodes kept (else None)",
+    )
+    classifier_auroc: float | None = Field(
+        default=None,
+        description="classifier with the kept fraction chosen on a held-out split: the "
+        "held-out AUROC at that fraction (else None)",
+    )
+    neutral_added: int | None = Field(
+        default=None, ge=0, description="dilution: neutral episodes mixed in (else None)"
+    )
+    defence_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="seconds of the sanitize stage and of the classifier filter and dilution "
+        "stages, as first run (None in reports before 1.8)",
     )
 
     @model_validator(mode="after")

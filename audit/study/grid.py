@@ -5,6 +5,9 @@
 A grid file has an `[audit]` table (settings every cell shares: any `AuditConfig` field) and an
 `[axes]` table (field -> list of values); there is one cell per combination of the axes' values,
 less those matching an `[[exclude]]` table (axis -> value; a cell matches when it has all of them).
+A `[variants.NAME]` table is an axis NAME (not a field) whose values are labels, each a table of
+field values the cell takes (`NAME = "label"` in the cell's values): one axis that sets several
+fields at once, such as one defence per cell in studies/defences.toml.
 Each cell is a full audit (`audit.pipeline.orchestrator.Audit`) whose stages go through the shared
 stage cache, so cells reuse one another's teachers, rollouts and students. Each finished cell writes
 `cells/<id>/report.json`; a killed study re-run with the same command skips finished cells.
@@ -45,12 +48,14 @@ from trajectories.jsonl import InputError
 def load_grid(path: Path) -> list[Cell]:
     """The cells of a grid file; `InputError` naming the file for anything malformed."""
     grid = read_toml(path, "grid")
-    unknown_tables = sorted(set(grid) - {"audit", "axes", "exclude"})
+    unknown_tables = sorted(set(grid) - {"audit", "axes", "exclude", "variants"})
     if unknown_tables:
         raise InputError(
-            f"{path}: unknown tables {', '.join(unknown_tables)}; use audit, axes, exclude"
+            f"{path}: unknown tables {', '.join(unknown_tables)}; use audit, axes, exclude, "
+            "variants"
         )
     shared, axes = grid.get("audit", {}), grid.get("axes", {})
+    variants = _variants(path, grid.get("variants", {}), {*shared, *axes})
     unknown = sorted((set(shared) | set(axes)) - set(field_names()))
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(unknown)}")
@@ -60,19 +65,45 @@ def load_grid(path: Path) -> list[Cell]:
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise InputError(f"{path}: axis {key!r} must be a non-empty list")
-    excluded = _exclusions(path, grid.get("exclude", []), axes)
+    labels = {name: list(table) for name, table in variants.items()}
+    excluded = _exclusions(path, grid.get("exclude", []), {**labels, **axes})
     profile = shared.get("profile", "default")
     cells = []
-    for combination in itertools.product(*axes.values()):
-        values = dict(zip(axes, combination, strict=True))
+    for combination in itertools.product(*labels.values(), *axes.values()):
+        values = dict(zip([*labels, *axes], combination, strict=True))
         if any(rule.items() <= values.items() for rule in excluded):
             continue
+        fixed = {k: v for name in variants for k, v in variants[name][values[name]].items()}
+        fields = {k: v for k, v in values.items() if k not in variants}
         try:
-            config = build_config(profile, {**shared, **values}, {})
+            config = build_config(profile, {**shared, **fixed, **fields}, {})
         except InputError as err:
             raise InputError(f"{path}: cell {values}: {err}") from None
         cells.append(Cell(values, config))
     return cells
+
+
+def _variants(path: Path, tables: Any, taken: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The `[variants.NAME]` tables, checked: NAME is no field, each label a non-empty set of
+    tables of fields that neither `[audit]` nor `[axes]` sets."""
+    fields = set(field_names())
+    if not isinstance(tables, dict):
+        raise InputError(f"{path}: variants must be tables ([variants.NAME])")
+    for name, table in tables.items():
+        if name in fields or name in taken:
+            raise InputError(f"{path}: variants.{name}: the name of a field or an axis")
+        if not isinstance(table, dict) or not table:
+            raise InputError(f"{path}: variants.{name} must be a non-empty table of labels")
+        for label, values in table.items():
+            if not isinstance(values, dict):
+                raise InputError(f"{path}: variants.{name}.{label} must be a table of fields")
+            unknown = sorted(set(values) - fields)
+            if unknown:
+                raise InputError(f"{path}: variants.{name}.{label}: unknown keys {unknown}")
+            clash = sorted(set(values) & taken)
+            if clash:
+                raise InputError(f"{path}: variants.{name}.{label}: {clash} set elsewhere too")
+    return tables
 
 
 def _exclusions(path: Path, rules: Any, axes: dict[str, list]) -> list[dict[str, Any]]:

@@ -39,11 +39,15 @@ class StudySpec:
     grid: str
 
 
+REPO = Path(__file__).resolve().parents[2]
+"""The checkout holding this module (its studies/ has the grids)."""
+
 STUDIES = (
     StudySpec("default", "studies/default.toml"),
     StudySpec("transfer-small", "studies/transfer-small.toml"),
     StudySpec("false-alarm", "studies/false-alarm.toml"),
     StudySpec("transfer", "studies/transfer.toml"),
+    StudySpec("defences", "studies/defences.toml"),
 )
 
 
@@ -154,6 +158,27 @@ def neutral_check_failures(study: dict[str, Any]) -> list[dict[str, Any]]:
     return failures
 
 
+def defence_plan(transfer: dict[str, Any] | None) -> dict[str, Any]:
+    """The defence grid's cell count and its expected audit minutes: per env, its cells times
+    the mean seconds of Study 4's SFT cells in that env (None without Study 4). The grid is
+    this checkout's."""
+    from audit.study.grid import load_grid
+
+    cells = load_grid(REPO / "studies" / "defences.toml")
+    per_env = {env: sum(c.config.env == env for c in cells) for env in ("api", "bash")}
+    per_cell: dict[str, float] = {}
+    for env in per_env:
+        seconds = {
+            row["cell"]: row["seconds"]
+            for row in (transfer or {"rows": []})["rows"]
+            if row["env"] == env and row["values"].get("method") == "sft"
+        }
+        if seconds:
+            per_cell[env] = sum(seconds.values()) / len(seconds)
+    minutes = sum(per_env[env] * per_cell[env] for env in per_cell) / 60 if per_cell else None
+    return {"cells": len(cells), "per_cell": per_cell, "minutes": minutes}
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -261,6 +286,7 @@ def render_results(docs: Path) -> str:
         summary=summary,
         base_kinds=base_kinds(summary),
         neutral_failures=neutral_check_failures(transfer) if transfer else [],
+        defence_plan=defence_plan(transfer),
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

@@ -53,6 +53,16 @@ class CellRow:
     verdict: str
     exit_code: int
     seconds: float
+    data_kept: int | None = None
+    """Teacher episodes the student(s) of this env trained on, over the seeds (after the
+    sanitizer and the classifier filter; neutral episodes of a dilution not counted)."""
+    data_in: int | None = None
+    """Teacher episodes before sanitization, over the seeds."""
+    defence_seconds: float | None = None
+    """Seconds of the sanitize, classifier-filter and dilution stages of this env's teacher
+    data (`SanitizationStats.defence_seconds`), as first run, over the seeds."""
+    student_seconds: float | None = None
+    """Seconds of the cell's student and control training stages, as first run."""
 
 
 def _bounds(interval: Any) -> tuple[float, float] | None:
@@ -100,6 +110,8 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
         )
         student, control = pooled["student"], pooled["control"]
         failed = _failed_kinds(report, env)
+        stats = [s for s in report.sanitization if s.env == env]
+        spent = [s.defence_seconds for s in stats if s.defence_seconds is not None]
         rows.append(
             CellRow(
                 cell=cell,
@@ -132,6 +144,12 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 verdict=report.gate.verdict,
                 exit_code=int(report.exit_code),
                 seconds=seconds,
+                data_kept=sum(s.kept for s in stats) if stats else None,
+                data_in=sum(s.episodes_in for s in stats) if stats else None,
+                defence_seconds=round(sum(spent), 2) if spent else None,
+                student_seconds=round(
+                    sum(t.seconds for t in report.timings if t.stage == "student"), 1
+                ),
             )
         )
     return rows
