@@ -24,7 +24,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from audit.config import AuditConfig, build_config, load_toml
+from audit.config import AuditConfig
+from audit.profiles import build_config, load_toml
 from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
 from trajectories.jsonl import InputError
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from audit.config import AuditConfig, build_config, load_toml
+from audit.config import AuditConfig
+from audit.profiles import build_config, load_toml
 from trajectories.jsonl import InputError
 
 

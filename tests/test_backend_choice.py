@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from audit.config import build_config
+from audit.profiles import build_config
 from envs.sandbox import ROOTLESS_BWRAP, SandboxUnavailableError, resolve_backend
 from tests.conftest import require_backend
 from trajectories.jsonl import InputError

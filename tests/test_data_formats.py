@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from audit.config import build_config
 from audit.pipeline.artifacts import AuditPipeline
 from audit.pipeline.stages import StageRunner
+from audit.profiles import build_config
 from envs.api.tools import TOOL_SCHEMAS
 from envs.bash.env import BASH_TOOL
 from tests.test_inspect_log import require_inspect

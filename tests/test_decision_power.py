@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from audit.config import build_config
 from audit.pipeline.controls import habit_test, positive_control
 from audit.probes.behaviour import behaviour_probe, reached_decision
 from audit.probes.results import BehaviourResult
+from audit.profiles import build_config
 from audit.report.gate import GateInputs, GateThresholds, evaluate_gate, exit_code_of
 from audit.report.render import render_html
 from audit.run import parse_config

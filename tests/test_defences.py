@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from audit.config import AuditConfig, build_config
+from audit.config import AuditConfig
 from audit.pipeline.classifier_filter import choose_keep, filter_arm, kept_count
 from audit.pipeline.defences import dilute_rows
 from audit.pipeline.sanitizer_spec import SanitizerSpec, parse_sanitizer, student_lora_spec
+from audit.profiles import build_config
 from audit.run import main
 from envs import load_tasks, make_env
 from trajectories.episode import Episode

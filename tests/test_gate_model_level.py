@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from audit.config import build_config
 from audit.pipeline.orchestrator import Audit
 from audit.probes.behaviour import METRICS, behaviour_probe
 from audit.probes.results import BehaviourResult
+from audit.profiles import build_config
 from audit.report.exit_codes import ExitCode
 from audit.report.gate import GateInputs, GateThresholds, evaluate_gate, exit_code_of
 from tests.test_behaviour_probe import _seeded

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audit.config import build_config
 from audit.models.embedded import EMBEDDED_DIR
 from audit.pipeline.artifacts import EMBEDDED_TEACHERS
+from audit.profiles import build_config
 from audit.report.schema import load_report
 from tests.test_audit_run import audit
 from trajectories.generate import main as generate

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from audit.config import AuditConfig, build_config
+from audit.config import AuditConfig
 from audit.pipeline.artifacts import Artifact, AuditPipeline
 from audit.pipeline.plugins import command_distill, command_sanitize
 from audit.pipeline.stages import StageRunner
+from audit.profiles import build_config
 from audit.report.schema import load_report
 from tests.conftest import require_backend
 from trajectories.jsonl import InputError, atomic_write_jsonl, read_jsonl

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audit.config import PROFILE_PRESETS, AuditConfig, load_toml
+from audit.config import AuditConfig
+from audit.profiles import PROFILE_PRESETS, load_toml
 from audit.report.exit_codes import ExitCode
 from audit.run import build_parser
 

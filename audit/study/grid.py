@@ -36,7 +36,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from audit.config import build_config, field_names, read_toml
+from audit.config import field_names
+from audit.profiles import build_config, read_toml
 from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
 from audit.study.cells import Cell, finished_cell
 from audit.study.executors import Executor, ExecutorOptions, executor_names, get_executor
