@@ -76,6 +76,17 @@ def test_killing_the_shell_is_reported(sandbox):
         sandbox.exec("kill -9 $$; sleep 1", timeout=5)
 
 
+def test_every_command_after_the_shell_died_is_a_crash_not_a_bare_eof(sandbox):
+    """An agent that kills its own shell (`kill -KILL -1`) leaves a sandbox whose later
+    commands (the next step, the task check) each raise `SandboxCrashedError`, which the
+    environments turn into an error observation, never an internal error of the audit."""
+    with pytest.raises(SandboxCrashedError):
+        sandbox.exec("kill -KILL -1", timeout=5)
+    for _ in range(3):
+        with pytest.raises(SandboxCrashedError, match="sandbox shell exited"):
+            sandbox.exec("true", timeout=5)
+
+
 def test_unknown_backend_lists_known_ones():
     with pytest.raises(ValueError, match="bwrap, docker"):
         get_sandbox("podman")

@@ -162,7 +162,10 @@ class PersistentShell:
         start = time.monotonic()
         deadline = start + timeout
         timed_out = False
-        self._transport.send(cmd.encode() + b"\0")
+        try:
+            self._transport.send(cmd.encode() + b"\0")
+        except EOFError:
+            raise SandboxCrashedError("sandbox shell exited") from None
         while not (out.done and err.done):
             now = time.monotonic()
             if not timed_out and now >= deadline:
