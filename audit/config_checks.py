@@ -195,7 +195,7 @@ def _check_data(path: Path, envs: list[str]) -> None:
     """Every row of the user's data (any format trajectories.formats reads) has messages and is
     an episode, and every env of the audit has episodes in it (`InputError`s naming file:line)."""
     from trajectories.formats import read_episodes, read_rows
-    from trajectories.sanitize import EpisodeError, check_messages
+    from trajectories.messages import EpisodeError, check_messages
 
     if not path.is_file():
         raise InputError(f"{path}: no such data file")

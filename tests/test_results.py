@@ -172,3 +172,39 @@ def test_defence_study_is_tabulated_once_run_and_estimated_before(tmp_path):
     assert "**Not run yet.**" not in flat
     assert f"| classifier | {row['env']} | {row['teacher']} |" in flat
     assert "| 150 of 192 | 12.5 | 40 |" in flat
+
+
+def test_defence_outcomes_and_costs_are_read_from_the_rows(tmp_path):
+    source = json.loads((DOCS / "study" / "transfer" / "study.json").read_text())
+    template = next(r for r in source["rows"] if r["teacher"] == "biased" and r["env"] == "api")
+    rows = []
+    for defence, teacher, check, seconds in (
+        ("keyword", "biased", "fail", 40.0),
+        ("classifier", "biased", "pass", 52.5),
+        ("classifier", "neutral", "pass", 50.0),
+        ("paraphrase", "biased", "inconclusive", 41.0),
+    ):
+        row = copy.deepcopy(template)
+        row.update(
+            cell=f"{defence}-{teacher}",
+            teacher=teacher,
+            model_check=check,
+            student_seconds=seconds,
+            defence_seconds=2.0,
+            failed_checks=["dataset"] if teacher == "neutral" else [],
+            student_decided=0.6,
+            control_decided=0.45,
+            data_kept=180,
+            data_in=192,
+        )
+        row["values"] = {"defence": defence, "env": "api", "teacher": teacher}
+        rows.append(row)
+    source["axes"] = ["defence", "env", "teacher"]
+    _write_study(tmp_path / "study" / "defences", source, rows)
+    flat = " ".join(render_results(tmp_path).split())
+    assert "Held (no transfer detected, with power): classifier (api)." in flat
+    assert "Leaked (transfer detected): keyword (api)." in flat
+    assert "Cannot say (an arm decided in under half its episodes): paraphrase (api)." in flat
+    assert "classifier (api) +12 s; paraphrase (api) +1 s." in flat
+    assert "classifier (api): dataset." in flat
+    assert "| 60% / 45% |" in flat

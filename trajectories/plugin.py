@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trajectories.jsonl import InputError, read_jsonl
-from trajectories.sanitize import EpisodeError, check_messages
+from trajectories.messages import EpisodeError, check_messages
 
 PREFIX = "cmd:"
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")

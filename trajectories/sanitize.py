@@ -44,7 +44,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -55,6 +55,7 @@ from pydantic import BaseModel
 from trajectories.formats import read_rows
 from trajectories.jsonl import InputError, atomic_write_jsonl, exit_on_input_error, read_jsonl
 from trajectories.keywords import DEFAULT_KEYWORDS, KeywordMatcher, read_keywords_file
+from trajectories.messages import EpisodeError, check_messages, map_message, strip_thoughts
 from trajectories.paraphrase import Paraphraser
 
 REDACTION_MARKER = "[redacted]"
@@ -71,10 +72,6 @@ class Mode(StrEnum):
 class Scope(StrEnum):
     ALL = "all"
     ASSISTANT = "assistant"
-
-
-class EpisodeError(ValueError):
-    """An input line that is not an episode the sanitizer can read; the message is the reason."""
 
 
 @dataclass(frozen=True)
@@ -150,69 +147,6 @@ class Tally:
         self.by_role.update(hit.role for hit in result.hits)
 
 
-def check_messages(episode: dict[str, Any]) -> list[dict[str, Any]]:
-    """The episode's messages; raise `EpisodeError` unless they are objects with a string role."""
-    messages = episode.get("messages")
-    if not isinstance(messages, list):
-        raise EpisodeError("no 'messages' list")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise EpisodeError(f"messages[{index}] is not an object with a string 'role'")
-        tool_calls = message.get("tool_calls")
-        if tool_calls is not None and not isinstance(tool_calls, list):
-            raise EpisodeError(f"messages[{index}].tool_calls is not a list")
-    return messages
-
-
-def strip_thoughts(episode: dict[str, Any]) -> dict[str, Any]:
-    """`episode` with every assistant message reduced to its tool calls and empty content
-    (see the module docstring); raise `EpisodeError` on a bad episode."""
-    messages = [
-        {"role": "assistant", "content": "", **_calls(message)}
-        if message["role"] == "assistant"
-        else message
-        for message in check_messages(episode)
-    ]
-    return {**episode, "messages": messages}
-
-
-def _calls(message: dict[str, Any]) -> dict[str, Any]:
-    """`{"tool_calls": ...}` when `message` has tool calls, else `{}`."""
-    calls = message.get("tool_calls")
-    return {"tool_calls": calls} if calls else {}
-
-
-def _map_strings(value: Any, edit: Callable[[str], str], keys: bool) -> Any:
-    """`value` with `edit` applied to every string in it (and to dict keys when `keys`)."""
-    if isinstance(value, str):
-        return edit(value)
-    if isinstance(value, list):
-        return [_map_strings(item, edit, keys) for item in value]
-    if isinstance(value, dict):
-        mapped: dict[str, Any] = {}
-        for key, item in value.items():
-            new_key = _unique_key(edit(key), mapped) if keys else key
-            mapped[new_key] = _map_strings(item, edit, keys or key == "arguments")
-        return mapped
-    return value
-
-
-def _unique_key(key: str, taken: dict[str, Any]) -> str:
-    """`key`, or `key~2`, `key~3`... when redaction made two argument keys equal."""
-    candidate, n = key, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{key}~{n}"
-    return candidate
-
-
-def _map_message(message: dict[str, Any], edit: Callable[[str], str]) -> dict[str, Any]:
-    return {
-        key: value if key == "role" else _map_strings(value, edit, keys=False)
-        for key, value in message.items()
-    }
-
-
 class Sanitizer:
     """Drops or redacts keyword hits in episodes, after `strip_thoughts` when `strip` and
     after the `paraphraser`'s rewrite when given; see the module docstring for the scope."""
@@ -256,7 +190,7 @@ class Sanitizer:
                 hits.extend(RoleHit(role, hit.family, hit.text) for hit in found)
                 return new_text
 
-            messages.append(_map_message(message, edit))
+            messages.append(map_message(message, edit))
         return messages, hits
 
     def scan(self, episode: dict[str, Any]) -> list[RoleHit]:

@@ -28,6 +28,7 @@ from audit.config import parse_embedded
 from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
+from audit.study.defence_summary import by_outcome, defence_summary
 from trajectories.jsonl import InputError
 
 
@@ -278,6 +279,7 @@ def render_results(docs: Path) -> str:
     ]
     summary = factor_summary(transfer) if transfer else []
     model_level = {name: model_level_summary(s) for name, s in studies.items() if s}
+    defences = defence_summary(studies["defences"]) if studies["defences"] else []
     text = env.get_template("results.md.jinja").render(
         studies=studies,
         tables=tables,
@@ -287,6 +289,8 @@ def render_results(docs: Path) -> str:
         base_kinds=base_kinds(summary),
         neutral_failures=neutral_check_failures(transfer) if transfer else [],
         defence_plan=defence_plan(transfer),
+        defence_rows=defences,
+        defence_groups=by_outcome(defences),
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

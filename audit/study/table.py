@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.probes.behaviour import holm_behaviour, with_model_level
+from audit.probes.results import RateEstimate
 from audit.report.behaviour_checks import behaviour_checks
 from audit.report.schema import GateCheck, Report
 
@@ -63,6 +64,11 @@ class CellRow:
     data (`SanitizationStats.defence_seconds`), as first run, over the seeds."""
     student_seconds: float | None = None
     """Seconds of the cell's student and control training stages, as first run."""
+    student_decided: float | None = None
+    """Share of the student's held-out episodes (all seeds) that reached a decision; None in
+    reports before 1.4."""
+    control_decided: float | None = None
+    """The same share for the control."""
 
 
 def _bounds(interval: Any) -> tuple[float, float] | None:
@@ -80,6 +86,10 @@ def _failed_kinds(report: Report, env: str) -> tuple[str, ...]:
             }
         )
     )
+
+
+def _decided(rate: RateEstimate) -> float | None:
+    return None if rate.decided is None else rate.decided / rate.n
 
 
 def _outcome(check: GateCheck) -> str:
@@ -150,6 +160,8 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 student_seconds=round(
                     sum(t.seconds for t in report.timings if t.stage == "student"), 1
                 ),
+                student_decided=_decided(student),
+                control_decided=_decided(control),
             )
         )
     return rows
