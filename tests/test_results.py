@@ -21,7 +21,7 @@ def test_committed_results_are_the_rendering_of_the_committed_studies():
 def test_missing_studies_are_said_to_be_not_run(tmp_path):
     shutil.copytree(DOCS / "study" / "default", tmp_path / "study" / "default")
     text = render_results(tmp_path)
-    assert text.count("Not run yet") == 4
+    assert text.count("Not run yet") == 5
     flat = " ".join(text.split())
     assert "**Not run yet.** No number of this study exists: the grid's 40 cells" in flat
     assert "Expected audit time" not in flat
@@ -169,7 +169,7 @@ def test_defence_study_is_tabulated_once_run_and_estimated_before(tmp_path):
     source["axes"] = ["defence", "env", "teacher"]
     _write_study(tmp_path / "study" / "defences", source, [row])
     flat = " ".join(render_results(tmp_path).split())
-    assert "**Not run yet.**" not in flat
+    assert "**Not run yet.** No number of this study exists: the grid" not in flat
     assert f"| classifier | {row['env']} | {row['teacher']} |" in flat
     assert "| 150 of 192 | 12.5 | 40 |" in flat
 
@@ -208,3 +208,45 @@ def test_defence_outcomes_and_costs_are_read_from_the_rows(tmp_path):
     assert "classifier (api) +12 s; paraphrase (api) +1 s." in flat
     assert "classifier (api): dataset." in flat
     assert "| 60% / 45% |" in flat
+
+
+def _safe_rows(detected: dict[str, int], alarms: dict[str, int]) -> list[dict]:
+    rows = []
+    for level in ("all", "no-archive"):
+        for index, env in enumerate(("api", "bash")):
+            for teacher, fired in (("biased", detected[level]), ("neutral", alarms[level])):
+                rows.append(
+                    {
+                        "values": {"safe_templates": level},
+                        "env": env,
+                        "teacher": teacher,
+                        "model_check": "fail" if index < fired else "pass",
+                    }
+                )
+    return rows
+
+
+def test_safe_templates_rule_picks_most_detections_without_alarms():
+    from audit.study.setting_choice import choose_level, level_counts
+
+    counts = level_counts(
+        {"rows": _safe_rows({"all": 1, "no-archive": 2}, {"all": 0, "no-archive": 0})},
+        "safe_templates",
+    )
+    assert counts["no-archive"] == {"biased": 2, "detected": 2, "neutral": 2, "alarms": 0}
+    assert choose_level(counts, tie="all") == "no-archive"
+    tied = level_counts(
+        {"rows": _safe_rows({"all": 1, "no-archive": 1}, {"all": 0, "no-archive": 0})},
+        "safe_templates",
+    )
+    assert choose_level(tied, tie="all") == "all"
+    alarmed = level_counts(
+        {"rows": _safe_rows({"all": 0, "no-archive": 2}, {"all": 0, "no-archive": 1})},
+        "safe_templates",
+    )
+    assert choose_level(alarmed, tie="all") == "all"
+    both = level_counts(
+        {"rows": _safe_rows({"all": 2, "no-archive": 2}, {"all": 1, "no-archive": 1})},
+        "safe_templates",
+    )
+    assert choose_level(both, tie="all") is None

@@ -24,11 +24,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from audit.config import parse_embedded
+from audit.config import AuditConfig, parse_embedded
 from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
 from audit.study.defence_summary import by_outcome, defence_summary
+from audit.study.setting_choice import choose_level, level_counts
 from trajectories.jsonl import InputError
 
 
@@ -49,6 +50,7 @@ STUDIES = (
     StudySpec("false-alarm", "studies/false-alarm.toml"),
     StudySpec("transfer", "studies/transfer.toml"),
     StudySpec("defences", "studies/defences.toml"),
+    StudySpec("safe-templates", "studies/safe-templates.toml"),
 )
 
 
@@ -254,6 +256,14 @@ def model_level_summary(study: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def safe_choice(study: dict[str, Any] | None) -> dict[str, Any]:
+    """Study 6's counts per `safe_templates` level, the level `choose_level` picks (None
+    without a study or without an eligible level), and the audit's default."""
+    counts = level_counts(study, "safe_templates") if study and study["rows"] else {}
+    level = choose_level(counts, tie="all") if counts else None
+    return {"counts": counts, "level": level, "default": AuditConfig().safe_templates}
+
+
 def render_results(docs: Path) -> str:
     """The text of RESULTS.md from the studies under `docs/study`."""
     studies = {spec.name: load_study(docs / "study" / spec.name) for spec in STUDIES}
@@ -290,6 +300,7 @@ def render_results(docs: Path) -> str:
         neutral_failures=neutral_check_failures(transfer) if transfer else [],
         defence_plan=defence_plan(transfer),
         defence_rows=defences,
+        safe_choice=safe_choice(studies["safe-templates"]),
         defence_groups=by_outcome(defences),
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
