@@ -23,7 +23,7 @@ def test_missing_studies_are_said_to_be_not_run(tmp_path):
     text = render_results(tmp_path)
     assert text.count("Not run yet") == 5
     flat = " ".join(text.split())
-    assert "**Not run yet.** No number of this study exists: the grid's 40 cells" in flat
+    assert "**Not run yet.** No number of this study exists: the grid's 20 cells" in flat
     assert "Expected audit time" not in flat
     assert "| biased | api |" in text and "detected in both environments" in text
 
@@ -208,6 +208,8 @@ def test_defence_outcomes_and_costs_are_read_from_the_rows(tmp_path):
     assert "classifier (api) +12 s; paraphrase (api) +1 s." in flat
     assert "classifier (api): dataset." in flat
     assert "| 60% / 45% |" in flat
+    assert "Checks that failed, over the 3 rows: none." in flat
+    assert "detected transfer (1 rows), the latent check flagged 0." in flat
 
 
 def _safe_rows(detected: dict[str, int], alarms: dict[str, int]) -> list[dict]:

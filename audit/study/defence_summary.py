@@ -74,3 +74,18 @@ def by_outcome(summary: list[dict[str, Any]]) -> dict[str, list[str]]:
     for entry in summary:
         groups.setdefault(entry["outcome"], []).append(f"{entry['defence']} ({entry['env']})")
     return groups
+
+
+def check_power(study: dict[str, Any]) -> dict[str, Any]:
+    """Over the biased-teacher rows: how many rows each kind of gate check failed in, and of
+    the rows whose model-level behaviour check detected transfer, how many the latent check
+    also flagged (its power where behaviour transfer is detected)."""
+    biased = [row for row in study["rows"] if row["teacher"] == "biased"]
+    kinds = sorted({kind for row in biased for kind in row["failed_checks"]})
+    detected = [row for row in biased if row["model_check"] == "fail"]
+    return {
+        "rows": len(biased),
+        "failed": {kind: sum(kind in row["failed_checks"] for row in biased) for kind in kinds},
+        "behaviour_detected": len(detected),
+        "latent_where_detected": sum("latent" in row["failed_checks"] for row in detected),
+    }
