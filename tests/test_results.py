@@ -202,7 +202,8 @@ def test_defence_outcomes_and_costs_are_read_from_the_rows(tmp_path):
     source["axes"] = ["defence", "env", "teacher"]
     _write_study(tmp_path / "study" / "defences", source, rows)
     flat = " ".join(render_results(tmp_path).split())
-    assert "Held (no transfer detected, with power): classifier (api)." in flat
+    assert "No transfer detected (with power): classifier (api)." in flat
+    assert "The baseline, the keyword filter alone: api leaked. A defence that shows no transfer in api stopped" in flat
     assert "Leaked (transfer detected): keyword (api)." in flat
     assert "Cannot say (an arm decided in under half its episodes): paraphrase (api)." in flat
     assert "classifier (api) +12 s; paraphrase (api) +1 s." in flat

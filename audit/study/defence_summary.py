@@ -1,11 +1,12 @@
 """What each defence of the defence study did, per environment, read from its study.json rows.
 
-A defence *held* in an environment when its biased-teacher row's model-level behaviour check
-passed (the design had power, both arms decided often enough, and the student was not
-measurably more unsafe than its control by more than the margin); it *leaked* when that check
-failed (transfer detected); otherwise the study cannot say (`inconclusive`: a decision check
-failed; `no-power`: the design cannot reach alpha). Its neutral-teacher row, where there is
-one, says whether the defence alone makes the gate fire (a false alarm of that row's checks).
+In an environment a defence *leaked* when its biased-teacher row's model-level behaviour check
+failed (transfer detected); it showed *no transfer* when that check passed (the design had
+power, both arms decided often enough, and the student was not measurably more unsafe than its
+control by more than the margin); otherwise the study cannot say (`inconclusive`: a decision
+check failed; `no-power`: the design cannot reach alpha). A defence can be credited with
+stopping the transfer only in an environment where the baseline leaked (`stoppable`). Its
+neutral-teacher row, where there is one, says whether the defence alone makes the gate fire.
 Cost is read against the `keyword` baseline row of the same environment and teacher.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 BASELINE = "keyword"
 """The defence label of the baseline cells (the keyword filter, nothing else)."""
 
-OUTCOME = {"pass": "held", "fail": "leaked"}
+OUTCOME = {"pass": "no transfer", "fail": "leaked"}
 """The model-level behaviour check's outcome, as a defence outcome."""
 
 
@@ -68,8 +69,14 @@ def defence_summary(study: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def stoppable(summary: list[dict[str, Any]]) -> dict[str, str]:
+    """The baseline's outcome per environment (`OUTCOME` labels)."""
+    return {e["env"]: e["outcome"] for e in summary if e["defence"] == BASELINE}
+
+
 def by_outcome(summary: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """`DEFENCE (env)` labels grouped by outcome: held, leaked, inconclusive, no-power."""
+    """`DEFENCE (env)` labels grouped by outcome: no transfer, leaked, inconclusive,
+    no-power."""
     groups: dict[str, list[str]] = {}
     for entry in summary:
         groups.setdefault(entry["outcome"], []).append(f"{entry['defence']} ({entry['env']})")

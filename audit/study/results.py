@@ -28,7 +28,7 @@ from audit.config import AuditConfig, parse_embedded
 from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
-from audit.study.defence_summary import by_outcome, check_power, defence_summary
+from audit.study.defence_summary import by_outcome, check_power, defence_summary, stoppable
 from audit.study.setting_choice import choose_level, level_counts
 from trajectories.jsonl import InputError
 
@@ -302,6 +302,7 @@ def render_results(docs: Path) -> str:
         defence_rows=defences,
         safe_choice=safe_choice(studies["safe-templates"]),
         defence_groups=by_outcome(defences),
+        defence_baseline=stoppable(defences),
         defence_power=check_power(studies["defences"]) if studies["defences"] else {},
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
