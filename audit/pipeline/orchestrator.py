@@ -37,6 +37,7 @@ from audit.report.gate import (
     evaluate_gate,
     exit_code_of,
 )
+from audit.report.power_floor import measured_floor
 from audit.report.schema import (
     Gate,
     GateThresholds,
@@ -287,6 +288,7 @@ class Audit:
             ],
             power_ok=power_ok_of(results.get("positive_controls", [])),
             notes=self.notes,
+            power_floor=measured_floor(config.to_dict(), config.mode),
             gate=gate,
             exit_code=exit_code_of(gate),
             **results,

@@ -63,6 +63,9 @@ class CellRow:
     data (`SanitizationStats.defence_seconds`), as first run, over the seeds."""
     student_seconds: float | None = None
     """Seconds of the cell's student and control training stages, as first run."""
+    canary_planted: float | None = None
+    """The graded canary: biased-teacher episodes a student of this env trained on, mean over
+    the seeds (`SanitizationStats.canary_planted`); None: no canary."""
 
 
 def _bounds(interval: Any) -> tuple[float, float] | None:
@@ -112,6 +115,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
         failed = _failed_kinds(report, env)
         stats = [s for s in report.sanitization if s.env == env]
         spent = [s.defence_seconds for s in stats if s.defence_seconds is not None]
+        planted = [s.canary_planted for s in stats if s.canary_planted is not None]
         rows.append(
             CellRow(
                 cell=cell,
@@ -150,6 +154,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 student_seconds=round(
                     sum(t.seconds for t in report.timings if t.stage == "student"), 1
                 ),
+                canary_planted=sum(planted) / len(planted) if planted else None,
             )
         )
     return rows
