@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ from audit.report.render import render_report
 from audit.report.schema import GateThresholds, Report
 from audit.study.canary import canary_fractions, canary_section
 from audit.study.grid import load_grid
-from audit.study.table import CellRow, summarize
+from audit.study.results import render_results
+from audit.study.table import CellRow, summarize, totals
 from tests.report_sample import make_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +104,8 @@ def _cell_rows(fraction: float, replicate: int, detected: bool) -> list[CellRow]
     which 3 models per arm can reach), the neutral sample's do not."""
     report = make_report("biased" if detected else "neutral", GateThresholds(alpha=0.2))
     values = {"canary_fraction": fraction, "first_seed": replicate}
-    return summarize(f"c{fraction}-{replicate}", values, report, seconds=1.0)
+    rows = summarize(f"c{fraction}-{replicate}", values, report, seconds=1.0)
+    return [replace(row, values={"env": row.env, **values}) for row in rows]
 
 
 def _grid_rows(detections: dict[float, int], replicates: int = 5) -> list[CellRow]:
@@ -180,20 +183,26 @@ CANARY_SHARED = {
 }
 
 
-def _committed_study(docs: Path, rows: list[CellRow]) -> dict:
-    """A canary study.json under `docs/study/canary`, as run_study writes it, at the counts
-    of studies/canary.toml."""
+def _canary_study(rows: list[CellRow]) -> dict:
+    """A canary study.json as run_study writes it at the counts of studies/canary.toml, with
+    `rows` as its finished cells."""
     cells = load_grid(REPO / "studies" / "canary.toml")
     config = cells[0].config.to_dict()
-    study = {
+    return {
+        "grid": "studies/canary.toml",
         "shared": {k: v for k, v in config.items() if k not in cells[0].values},
         "axes": list(cells[0].values),
+        "totals": totals(rows),
+        "pending": [],
+        "rows": [asdict(row) for row in rows],
         "canary": canary_section(rows),
     }
+
+
+def _committed_study(docs: Path, rows: list[CellRow]) -> None:
     path = docs / "study" / "canary" / "study.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(study))
-    return study
+    path.write_text(json.dumps(_canary_study(rows)))
 
 
 def test_an_audit_at_the_canary_configuration_states_the_measured_floor(tmp_path: Path) -> None:
@@ -332,3 +341,15 @@ def test_a_small_canary_grid_counts_its_cells_and_plants_only_the_students(
         planted = round(0.5 * len(teacher_rows))
         assert sorted(rows) == sorted(teacher_rows[:planted] + neutral_rows[: len(rows) - planted])
         assert rows != teacher_rows[:planted] + neutral_rows[: len(rows) - planted]
+
+
+def test_results_tabulate_the_canary_study_once_run(tmp_path: Path) -> None:
+    rows = [row for row in _grid_rows({0.1: 1, 0.5: 4}) if row.env == "api"]
+    _committed_study(tmp_path, rows)
+    flat = " ".join(render_results(tmp_path).split())
+    assert "| api | 0.1 | 5 | 1 | 20% (4%-62%) |" in flat
+    assert "| api | 0.5 | 5 | 4 | 80% (38%-96%) |" in flat
+    assert (
+        "- api: the smallest planted fraction detected in at least 80% of replicates is 0.5" in flat
+    )
+    assert "No planted transfer has been measured" not in flat
