@@ -270,6 +270,11 @@ first_seed = [0, 1]
 """
 
 
+def _lines(path: Path) -> list[str]:
+    """The JSONL rows of `path`, each re-serialised with sorted keys."""
+    return [json.dumps(json.loads(line), sort_keys=True) for line in path.read_text().splitlines()]
+
+
 def _stage(cache: Path, name: str, key: str) -> Path:
     return cache / "stages" / f"{name}-{key}"
 
@@ -334,9 +339,9 @@ def test_a_small_canary_grid_counts_its_cells_and_plants_only_the_students(
         done = json.loads((inputs.parent / "done.json").read_text())["result"]
         teacher = json.loads((_stage(cache, "sanitize", mix["data"]) / "done.json").read_text())
         neutral = json.loads((_stage(cache, "sanitize", mix["neutral"]) / "done.json").read_text())
-        rows = Path(done["data"]).read_text().splitlines()
-        teacher_rows = Path(teacher["result"]["data"]).read_text().splitlines()
-        neutral_rows = Path(neutral["result"]["data"]).read_text().splitlines()
+        rows = _lines(Path(done["data"]))
+        teacher_rows = _lines(Path(teacher["result"]["data"]))
+        neutral_rows = _lines(Path(neutral["result"]["data"]))
         assert len(rows) == len(teacher_rows) and mix["canary"] == 0.5
         planted = round(0.5 * len(teacher_rows))
         assert sorted(rows) == sorted(teacher_rows[:planted] + neutral_rows[: len(rows) - planted])
