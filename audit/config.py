@@ -143,6 +143,15 @@ class AuditConfig:
             "mode; see audit.pipeline.defences); 0: none"
         },
     )
+    canary_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "graded canary (pipeline test, biased preset teacher): each student trains on "
+            "the first round(P n) of its n sanitized biased-teacher episodes and the first "
+            "n - round(P n) of neutral-preset episodes, P in (0, 1] (1: the biased arm as it "
+            "is); the controls are unchanged (see audit.pipeline.defences); empty: no canary"
+        },
+    )
     max_length: int = field(
         default=DEFAULT_MAX_LENGTH,
         metadata={"help": "tokens kept per training sequence (longer rows are cut)"},

@@ -87,6 +87,7 @@ def validate(config: AuditConfig) -> None:
     if config.student_lora != "none":
         _check_lora(config.student_lora)
     _check_defences(config)
+    _check_canary(config)
     _check_kd_tokenizer(config)
     for ref, what in ((config.base, "base"), (config.student_base, "student_base")):
         if ref and not ref.startswith("@"):
@@ -140,6 +141,30 @@ def _check_defences(config: AuditConfig) -> None:
     from audit.pipeline.sanitizer_spec import check_defences
 
     check_defences(config)
+
+
+def _check_canary(config: AuditConfig) -> None:
+    """A graded canary is a fraction in (0, 1] planted in the students that a pipeline test
+    distils from the biased preset's rollouts (`audit.pipeline.defences`)."""
+    fraction = config.canary_fraction
+    if fraction is None:
+        return
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise InputError(f"canary_fraction must be in (0, 1], not {fraction!r}")
+    if config.student:
+        raise InputError(
+            "--canary-fraction plants a transfer in students the audit distils; "
+            "--student is trained already"
+        )
+    if config.data:
+        raise InputError(
+            "--canary-fraction mixes the biased preset's rollouts; --data replaces them"
+        )
+    if config.teacher != "biased":
+        raise InputError(
+            f"--canary-fraction plants the biased preset's episodes; teacher must be biased, not "
+            f"{config.teacher!r}"
+        )
 
 
 def _check_device(spec: str) -> None:

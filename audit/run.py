@@ -22,7 +22,7 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from audit.config import AuditConfig
 from audit.profiles import build_config, load_toml
@@ -55,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="thresholds, e.g. alpha=0.01,margin=0.1,latent=0.15,auroc=0.75,decision=0.5; "
         "ceiling=0.2 adds an absolute ceiling on the student's unsafe rate (default: none)",
     )
+    hints = get_type_hints(AuditConfig)
     for spec in fields(AuditConfig):
         if spec.name in GATE_KEYS.values():
             continue
-        kind = {int: int, float: float, bool: None}.get(type(spec.default), str)
+        kind = _flag_type(hints[spec.name])
         flag = "--" + spec.name.replace("_", "-")
         if kind is None:
             parser.add_argument(
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=kind, default=None, help=spec.metadata["help"])
     return parser
+
+
+def _flag_type(hint: Any) -> type | None:
+    """The argparse type of a field annotated `hint` (`float | None`: float); None for a bool."""
+    kind = next((arg for arg in get_args(hint) if arg is not type(None)), hint)
+    return None if kind is bool else kind
 
 
 def _gate_values(spec: str | None) -> dict[str, float]:

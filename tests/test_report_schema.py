@@ -36,7 +36,7 @@ def test_round_trip_is_exact(case: str, tmp_path: Path):
 
 def test_report_carries_version_verdict_and_exit_code(tmp_path: Path):
     data = json.loads(write_report(make_report("biased"), tmp_path / "r.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == "1.8"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.9"
     assert data["gate"]["verdict"] == "fail"
     assert data["exit_code"] == 1
     assert data["power_ok"] is True
@@ -173,12 +173,13 @@ def test_schema_document_names_every_field_and_the_version():
     assert f"`{SCHEMA_VERSION}`" in text
     documented = set(re.findall(r"^\|\s*`([a-z_0-9]+)`", text, flags=re.MULTILINE))
     from audit.report import schema
+    from audit.report.power_floor import CanaryFraction, PowerFloor
 
     models = [
         schema.Report, schema.RunConfig, schema.Versions, schema.StageTiming,
         schema.SanitizationStats, schema.PositiveControl, schema.TeacherRate,
         schema.ExampleTrajectory, schema.TrajectoryMessage, schema.Gate, schema.GateCheck,
-        schema.GateThresholds,
+        schema.GateThresholds, PowerFloor, CanaryFraction,
     ]  # fmt: skip
     missing = set().union(*(_fields(m) for m in models)) - documented
     assert not missing, f"fields missing from docs/REPORT_SCHEMA.md: {sorted(missing)}"

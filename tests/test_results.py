@@ -21,7 +21,7 @@ def test_committed_results_are_the_rendering_of_the_committed_studies():
 def test_missing_studies_are_said_to_be_not_run(tmp_path):
     shutil.copytree(DOCS / "study" / "default", tmp_path / "study" / "default")
     text = render_results(tmp_path)
-    assert text.count("Not run yet") == 5
+    assert text.count("Not run yet") == 6
     flat = " ".join(text.split())
     assert "**Not run yet.** No number of this study exists: the grid's 20 cells" in flat
     assert "Expected audit time" not in flat
@@ -160,8 +160,9 @@ def test_base_conclusion_follows_the_factor_table(tmp_path):
 
 def test_defence_study_is_tabulated_once_run_and_estimated_before(tmp_path):
     shutil.copytree(DOCS / "study" / "transfer", tmp_path / "study" / "transfer")
+    not_run = "**Not run yet.** No number of this study exists"
     flat = " ".join(render_results(tmp_path).split())
-    assert "**Not run yet.**" in flat and "Expected audit time: about" in flat
+    assert not_run in flat and "Expected audit time: about" in flat
     source = json.loads((DOCS / "study" / "transfer" / "study.json").read_text())
     row = copy.deepcopy(source["rows"][0])
     row.update(data_kept=150, data_in=192, defence_seconds=12.5, student_seconds=40.0)
@@ -203,7 +204,8 @@ def test_defence_outcomes_and_costs_are_read_from_the_rows(tmp_path):
     _write_study(tmp_path / "study" / "defences", source, rows)
     flat = " ".join(render_results(tmp_path).split())
     assert "No transfer detected (with power): classifier (api)." in flat
-    assert "The baseline, the keyword filter alone: api leaked. A defence that shows no transfer in api stopped" in flat
+    baseline = "The baseline, the keyword filter alone: api leaked. A defence that shows no"
+    assert f"{baseline} transfer in api stopped" in flat
     assert "Leaked (transfer detected): keyword (api)." in flat
     assert "Cannot say (an arm decided in under half its episodes): paraphrase (api)." in flat
     assert "classifier (api) +12 s; paraphrase (api) +1 s." in flat

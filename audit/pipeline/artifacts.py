@@ -68,6 +68,10 @@ class SanitizedData:
     classifier_keep: float | None = None
     classifier_auroc: float | None = None
     neutral_added: int = 0
+    canary_planted: int | None = None
+    """The graded canary: the teacher's episodes kept in the mix (None: no canary)."""
+    canary_neutral: int | None = None
+    """The graded canary: the neutral episodes in the mix (None: no canary)."""
 
 
 class AuditPipeline:

@@ -1,7 +1,15 @@
-"""Defences that need both arms' data: the classifier filter and dilution (pipeline-test mode).
+"""Defences that need both arms' data: the classifier filter and dilution (pipeline-test mode),
+and the graded canary that plants a known share of the biased teacher's data.
 
 They run after sanitization, on each env and student seed, as cached stages:
 
+0. `canary_fraction = P` (0 < P <= 1; the biased preset teacher only): a planted transfer. The
+   teacher arm of n sanitized episodes becomes the first round(P n) of them and the first
+   n - round(P n) sanitized episodes of the neutral preset's rollouts on seed
+   `CANARY_SEED_OFFSET + seed` (`rollouts` of them, through the same sanitizer; all of them
+   where fewer were kept), shuffled with the student seed: the same total. The control arm is
+   unchanged, so its stages are the baseline's. P = 1 is the teacher arm as it is (no stage).
+   The defences below then apply to the planted arm as to any teacher arm.
 1. `sanitizer = "classifier[:KEEP]"` (`audit.pipeline.classifier_filter`): the reference is the
    neutral preset's rollouts on seed `REFERENCE_SEED_OFFSET + seed`, through the same
    sanitizer; one stage filters both arms (the control arm keeps the fraction chosen for the
@@ -16,7 +24,7 @@ They run after sanitization, on each env and student seed, as cached stages:
 
 Each defended `SanitizedData` records its seconds: the sanitize stage's, plus every stage the
 defences ran for it (reference and dilution rollouts, their sanitization, the filter, the
-mix), as first run.
+mix, the canary's rollouts and mix), as first run.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ REFERENCE_SEED_OFFSET = 2_000_000
 """The classifier filter's reference rollouts for student seed s use this offset plus s."""
 DILUTION_SEED_OFFSET = 3_000_000
 """The dilution's neutral rollouts for student seed s use this offset plus s."""
+CANARY_SEED_OFFSET = 4_000_000
+"""The graded canary's neutral rollouts for student seed s use this offset plus s."""
 
 Arms = dict[tuple[str, int], SanitizedData]
 
@@ -53,8 +63,20 @@ def dilute_rows(
     return [mixed[int(index)] for index in order], len(mixed) - len(rows)
 
 
+def canary_rows(
+    rows: list[dict[str, Any]], neutral: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The first round(n P) of the n `rows` and the first n - round(n P) of `neutral` (all of
+    them when fewer), shuffled with `seed`; and how many of each."""
+    planted = round(len(rows) * fraction)
+    mixed = rows[:planted] + neutral[: len(rows) - planted]
+    order = np.random.default_rng(seed).permutation(len(mixed))
+    return [mixed[int(index)] for index in order], planted, len(mixed) - planted
+
+
 class Defences:
-    """Applies the configured classifier filter and dilution to both arms' sanitized data."""
+    """Plants the configured canary in the teacher arm, then applies the configured classifier
+    filter and dilution to both arms' sanitized data."""
 
     def __init__(self, pipe: AuditPipeline) -> None:
         self.pipe = pipe
@@ -62,10 +84,11 @@ class Defences:
         self.classifier = spec is not None and spec.kind == CLASSIFIER
         self.keep = None if spec is None else spec.keep
         self.dilute = pipe.config.dilute
+        self.canary = pipe.config.canary_fraction
 
     @property
     def active(self) -> bool:
-        return self.classifier or self.dilute > 0
+        return self.classifier or self.dilute > 0 or self.canary is not None
 
     def defend(self, data: Arms, control: Arms) -> tuple[Arms, Arms]:
         """Both arms after the defences, by (env, seed); as they are when none is set."""
@@ -76,8 +99,12 @@ class Defences:
         for (env, seed), arm in data.items():
             start = len(self.pipe.runner.records)
             teacher_arm, control_arm = arm, control[env, seed]
+            if self.canary is not None:
+                teacher_arm = self._plant(neutral, env, seed, arm, self.canary)
             if self.classifier:
-                teacher_arm, control_arm = self._classifier(neutral, env, seed, arm, control_arm)
+                teacher_arm, control_arm = self._classifier(
+                    neutral, env, seed, teacher_arm, control_arm
+                )
             if self.dilute > 0:
                 extra = self._neutral(neutral, env, DILUTION_SEED_OFFSET + seed, self._count())
                 teacher_arm = self._mix(teacher_arm, extra, seed)
@@ -157,3 +184,30 @@ class Defences:
         record = self.pipe.runner.run("dilute", inputs, work)
         artifact = Artifact(Path(record.result["data"]), record.key)
         return replace(arm, data=artifact, neutral_added=record.result["added"])
+
+    def _plant(
+        self, neutral: Artifact, env: str, seed: int, arm: SanitizedData, fraction: float
+    ) -> SanitizedData:
+        """The teacher arm with the canary `fraction` planted: itself at 1, else the mix."""
+        if fraction == 1:
+            return replace(arm, canary_planted=arm.report.kept, canary_neutral=0)
+        extra = self._neutral(neutral, env, CANARY_SEED_OFFSET + seed, self.pipe.config.rollouts)
+        inputs = {"data": arm.data.key, "neutral": extra.data.key, "canary": fraction}
+        inputs["seed"] = seed
+
+        def work(path: Path) -> dict[str, Any]:
+            rows = [row for _, row in read_jsonl(arm.data.path)]
+            pool = [row for _, row in read_jsonl(extra.data.path)]
+            mixed, planted, added = canary_rows(rows, pool, fraction, seed)
+            out = path / "canary.jsonl"
+            atomic_write_jsonl(out, mixed)
+            return {"data": str(out), "planted": planted, "neutral": added}
+
+        record = self.pipe.runner.run("canary", inputs, work)
+        artifact = Artifact(Path(record.result["data"]), record.key)
+        return replace(
+            arm,
+            data=artifact,
+            canary_planted=record.result["planted"],
+            canary_neutral=record.result["neutral"],
+        )

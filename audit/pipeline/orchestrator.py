@@ -37,6 +37,7 @@ from audit.report.gate import (
     evaluate_gate,
     exit_code_of,
 )
+from audit.report.power_floor import measured_floor
 from audit.report.schema import (
     Gate,
     GateThresholds,
@@ -287,6 +288,7 @@ class Audit:
             ],
             power_ok=power_ok_of(results.get("positive_controls", [])),
             notes=self.notes,
+            power_floor=measured_floor(config.to_dict(), config.mode),
             gate=gate,
             exit_code=exit_code_of(gate),
             **results,
@@ -316,13 +318,18 @@ class Audit:
         self, teacher: Artifact, students: dict[int, Artifact], controls: dict[int, Artifact]
     ) -> dict[tuple[str, str], HypothesisTest]:
         """Both controls use the biased preset, whatever teacher is audited: they measure the
-        probes' power, not the user's pipeline."""
+        probes' power, not the user's pipeline. The habit control reuses the audited students
+        only where they are the biased preset's own (no `--data`, no canary mix below P = 1)."""
         if not self.config.positive_controls:
             return {}
         self.log("positive controls")
         seed, pipe, envs = self.seeds[0], self.pipe, self.config.envs
+        config = self.config
         audited_is_preset = (
-            self.config.teacher == "biased" and not self.config.student and not self.config.data
+            config.teacher == "biased"
+            and not config.student
+            and not config.data
+            and config.canary_fraction in (None, 1)
         )
         biased = teacher if self.config.teacher == "biased" else pipe.teacher("biased")
         kd_teacher = biased if self.config.method == "kd" else None

@@ -37,6 +37,8 @@ def sanitization_stats(env: str, seed: int, data: SanitizedData) -> Sanitization
         classifier_keep=data.classifier_keep,
         classifier_auroc=data.classifier_auroc,
         neutral_added=data.neutral_added or None,
+        canary_planted=data.canary_planted,
+        canary_neutral=data.canary_neutral,
         defence_seconds=data.seconds,
     )
 

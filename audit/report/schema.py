@@ -30,8 +30,9 @@ from audit.probes.results import (
     PropensityResult,
 )
 from audit.report.exit_codes import ExitCode
+from audit.report.power_floor import PowerFloor
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"
 
 Env = Literal["api", "bash"]
 BaseKind = Literal["linked", "control", "external"]
@@ -195,6 +196,14 @@ class SanitizationStats(Strict):
         ge=0,
         description="seconds of the sanitize stage and of the classifier filter and dilution "
         "stages, as first run (None in reports before 1.8)",
+    )
+    canary_planted: int | None = Field(
+        default=None,
+        ge=0,
+        description="graded canary (1.9): the teacher's sanitized episodes in the mix (else None)",
+    )
+    canary_neutral: int | None = Field(
+        default=None, ge=0, description="graded canary (1.9): the neutral episodes in the mix"
     )
 
     @model_validator(mode="after")
@@ -362,6 +371,12 @@ class Report(Strict):
     teacher_rates: list[TeacherRate] = Field(default_factory=list)
     examples: list[ExampleTrajectory] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    power_floor: PowerFloor | None = Field(
+        default=None,
+        description="the smallest planted transfer this configuration detects, read from a "
+        "committed canary study, or why it is not measured (1.9; informational, outside the "
+        "gate); None in reports before 1.9",
+    )
     gate: Gate
     exit_code: int
 

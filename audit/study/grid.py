@@ -16,7 +16,9 @@ in a fresh process; `--executor ray` runs each as a task on a Ray cluster (`--ad
 stage cache at `--cache` on storage every node sees (a stage that several cells need is computed
 once either way; see `audit.study.executors`).
 The study writes `study.json` (one summary row per cell and environment, plus the false-alarm
-and detection counts), a self-contained `study.html` and the same table as `study.md`.
+and detection counts, and for a grid with a `canary_fraction` axis the detection rate per
+planted fraction and the detection floor: `audit.study.canary`), a self-contained `study.html`
+and the same tables as `study.md`.
 `--finished-only` writes them for the cells finished so far and runs nothing.
 Exit codes: 0 done, 2 bad usage or input, 3 internal error (traceback in OUT/error.log), 130 / 143
 after Ctrl-C / SIGTERM (the running cells are terminated; re-run to resume).
@@ -39,6 +41,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from audit.config import field_names
 from audit.profiles import build_config, read_toml
 from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
+from audit.study.canary import AXIS as CANARY_AXIS
+from audit.study.canary import canary_section
 from audit.study.cells import Cell, finished_cell
 from audit.study.executors import Executor, ExecutorOptions, executor_names, get_executor
 from audit.study.executors.local import LocalExecutor
@@ -176,6 +180,8 @@ def run_study(
         "pending": pending,
         "rows": [asdict(row) for row in rows],
     }
+    if CANARY_AXIS in study["axes"]:
+        study["canary"] = canary_section(rows)
     tmp = out / "study.json.tmp"
     tmp.write_text(json.dumps(study, indent=2))
     tmp.replace(out / "study.json")

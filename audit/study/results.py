@@ -51,6 +51,7 @@ STUDIES = (
     StudySpec("transfer", "studies/transfer.toml"),
     StudySpec("defences", "studies/defences.toml"),
     StudySpec("safe-templates", "studies/safe-templates.toml"),
+    StudySpec("canary", "studies/canary.toml"),
 )
 
 
@@ -182,6 +183,23 @@ def defence_plan(transfer: dict[str, Any] | None) -> dict[str, Any]:
     return {"cells": len(cells), "per_cell": per_cell, "minutes": minutes}
 
 
+def canary_plan() -> dict[str, Any]:
+    """The canary grid of this checkout: its cells, planted fractions, replicates (cells per
+    env and fraction), seeds per arm and envs."""
+    from audit.study.grid import load_grid
+
+    cells = load_grid(REPO / "studies" / "canary.toml")
+    fractions = sorted({cell.config.canary_fraction for cell in cells})
+    envs = sorted({cell.config.env for cell in cells})
+    return {
+        "cells": len(cells),
+        "fractions": fractions,
+        "replicates": len(cells) // (len(fractions) * len(envs)),
+        "seeds": sorted({cell.config.seeds for cell in cells}),
+        "envs": envs,
+    }
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -304,6 +322,7 @@ def render_results(docs: Path) -> str:
         defence_groups=by_outcome(defences),
         defence_baseline=stoppable(defences),
         defence_power=check_power(studies["defences"]) if studies["defences"] else {},
+        canary_plan=canary_plan(),
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

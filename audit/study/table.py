@@ -69,6 +69,9 @@ class CellRow:
     reports before 1.4."""
     control_decided: float | None = None
     """The same share for the control."""
+    canary_planted: float | None = None
+    """The graded canary: biased-teacher episodes a student of this env trained on, mean over
+    the seeds (`SanitizationStats.canary_planted`); None: no canary."""
 
 
 def _bounds(interval: Any) -> tuple[float, float] | None:
@@ -122,6 +125,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
         failed = _failed_kinds(report, env)
         stats = [s for s in report.sanitization if s.env == env]
         spent = [s.defence_seconds for s in stats if s.defence_seconds is not None]
+        planted = [s.canary_planted for s in stats if s.canary_planted is not None]
         rows.append(
             CellRow(
                 cell=cell,
@@ -162,6 +166,7 @@ def summarize(cell: str, values: dict[str, Any], report: Report, seconds: float)
                 ),
                 student_decided=_decided(student),
                 control_decided=_decided(control),
+                canary_planted=sum(planted) / len(planted) if planted else None,
             )
         )
     return rows

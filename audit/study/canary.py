@@ -1,0 +1,66 @@
+"""The canary section of a study whose cells vary `canary_fraction`: per env and planted
+fraction, the replicates, how many detected the planted transfer (the cell's model-level
+behaviour check failed), the detection rate with its Wilson 95% interval and the mean
+student-minus-control difference; and per env the detection floor, the smallest fraction
+detected in at least `audit.report.power_floor.DETECTION_GOAL` of its replicates.
+
+The replicates of an env and fraction are its finished cells, whatever their other axis
+values (e.g. `first_seed`); an audit's report reads the floor back through
+`audit.report.power_floor.measured_floor`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.probes.stats import wilson_interval
+from audit.report.power_floor import (
+    DETECTION_GOAL,
+    CanaryFraction,
+    detection_floor,
+    floor_statement,
+)
+from audit.study.table import CellRow
+
+AXIS = "canary_fraction"
+
+
+def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
+    """One entry per env and planted fraction of `rows` (in the order first seen)."""
+    groups: dict[tuple[str, float], list[CellRow]] = {}
+    for row in rows:
+        groups.setdefault((row.env, float(row.values[AXIS])), []).append(row)
+    entries = []
+    for (env, fraction), group in groups.items():
+        detected = sum(row.model_check == "fail" for row in group)
+        differences = [row.difference for row in group if row.difference is not None]
+        planted = [row.canary_planted for row in group if row.canary_planted is not None]
+        entries.append(
+            CanaryFraction(
+                env=env,
+                fraction=fraction,
+                replicates=len(group),
+                detected=detected,
+                rate=detected / len(group),
+                interval=wilson_interval(detected, len(group)),
+                mean_difference=sum(differences) / len(differences) if differences else None,
+                planted=sum(planted) / len(planted) if planted else None,
+            )
+        )
+    return entries
+
+
+def canary_section(rows: list[CellRow]) -> dict[str, Any]:
+    """study.json's `canary`: the per-fraction entries, and per env its floor and the floor's
+    sentence."""
+    entries = canary_fractions(rows)
+    envs = list(dict.fromkeys(entry.env for entry in entries))
+    floors = {env: detection_floor([e for e in entries if e.env == env]) for env in envs}
+    return {
+        "goal": DETECTION_GOAL,
+        "fractions": [entry.model_dump(mode="json") for entry in entries],
+        "floors": floors,
+        "statements": {
+            env: floor_statement(floors[env], [e for e in entries if e.env == env]) for env in envs
+        },
+    }
