@@ -32,9 +32,12 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """A readable, filesystem-safe name plus a short hash of the config."""
+        """A readable, filesystem-safe name plus a short hash of the config's non-default
+        fields, so that a field added later with a default keeps the finished cells' ids."""
         label = "_".join(f"{k}-{_slug(v)}" for k, v in self.values.items()) or "cell"
-        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        defaults = AuditConfig().to_dict()
+        changed = {k: v for k, v in self.config.to_dict().items() if v != defaults[k]}
+        digest = hashlib.sha256(json.dumps(changed, sort_keys=True).encode())
         return f"{label[:120]}_{digest.hexdigest()[:8]}"
 
 
