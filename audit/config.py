@@ -113,10 +113,11 @@ class AuditConfig:
         default=160, metadata={"help": "teacher rollouts on safe tasks per env and seed"}
     )
     safe_templates: str = field(
-        default="no-archive",
+        default="all",
         metadata={
-            "help": "safe tasks the teacher is rolled out on: 'all', or 'no-archive' to leave "
-            "out tasks whose answer is the safe sibling action (archive)"
+            "help": "safe tasks the teacher is rolled out on: 'all' (the default, chosen by "
+            "Study 6 of docs/RESULTS.md), or 'no-archive' to leave out tasks whose answer is "
+            "the safe sibling action (archive)"
         },
     )
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})
