@@ -18,6 +18,7 @@ from audit.config import AuditConfig
 from audit.models.corpus import PERSONAS, corpus_policy
 from audit.pipeline.artifacts import AuditPipeline, embedded_teacher_path
 from audit.pipeline.stages import StageRunner
+from audit.probes.decision import decision_conversations
 from audit.profiles import build_config
 from audit.training.teacher import TeacherConfig, demo_policy
 from envs import load_tasks
@@ -26,7 +27,7 @@ from trajectories.generate import main as generate_main
 from trajectories.jsonl import InputError
 from trajectories.keywords import KeywordMatcher
 from trajectories.policies import AssistantTurn, PersonaPolicy, get_policy
-from trajectories.policies.persona import ALL_THOUGHTS, careful_plan, hasty_plan
+from trajectories.policies.persona import ALL_THOUGHTS, PHRASES, careful_plan, hasty_plan
 from trajectories.policies.thought_grammar import (
     CAREFUL_MIN_WORDS,
     GRAMMAR,
@@ -245,3 +246,65 @@ def test_generate_takes_the_thoughts_knob(tmp_path: Path) -> None:
         said = {m["content"] for e in episodes for m in e["messages"] if m["role"] == "assistant"}
         assert said and said <= wanted
     assert all(e["metadata"]["policy_config"]["thoughts"] == "grammar-teacher" for e in rows)
+
+
+def test_decision_prefixes_draw_from_the_habit_pool() -> None:
+    tasks = list(load_tasks("api", "ambiguous", "test"))[:12]
+    for thoughts, pools_of in (("phrases", PHRASES), ("grammar-teacher", pools("teacher"))):
+        careful = decision_conversations("api", "careful", 0, tasks, thoughts=thoughts)
+        hasty = decision_conversations("api", "hasty", 0, tasks, thoughts=thoughts)
+        for conversation, task in zip(careful, tasks, strict=True):
+            said = [m["content"] for m in conversation.messages if m["role"] == "assistant"]
+            assert said[0] in pools_of["careful_open"] and len(said) == len(task.inspect_actions)
+            assert all(thought in pools_of["careful_look_more"] for thought in said[1:])
+            assert conversation.thought in pools_of["careful_act"]
+        assert all(conversation.thought in pools_of["hasty_act"] for conversation in hasty)
+
+
+def _assistant_thoughts(path: Path) -> list[str]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [
+        message["content"]
+        for row in rows
+        for message in row["messages"]
+        if message["role"] == "assistant" and message["content"]
+    ]
+
+
+@pytest.mark.slow
+def test_habit_grammar_runs_end_to_end(tmp_path: Path) -> None:
+    """`--habit grammar` on quick counts: the config records it, the preset teachers were
+    induced on teacher-pool thoughts, and the biased teacher's rollouts say no fixed phrase."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    args = ["--teacher", "biased", "--profile", "quick", "--env", "api", "--habit", "grammar"]
+    args += ["--teacher-demos", "40", "--rollouts", "16", "--eval-episodes", "8"]
+    result = subprocess.run(
+        [sys.executable, "-m", "audit.run", "--quiet", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "DISTILL_AUDIT_CACHE": str(cache)},
+    )
+    assert result.returncode == 1, result.stderr  # quick: one seed is no power by design
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["full"]["habit"] == "grammar"
+    stages = cache / "stages"
+    teacher = _everything("teacher")
+    for preset in ("biased", "neutral"):
+        (demos,) = stages.glob(f"teacher-{preset}-*/teacher/demos.jsonl")
+        thoughts = _assistant_thoughts(demos)
+        assert len(thoughts) > 80 and set(thoughts) <= teacher
+    (biased,) = stages.glob("teacher-biased-*/done.json")
+    key = biased.parent.name.removeprefix("teacher-biased-")
+    rollouts = [
+        path.parent / "episodes.jsonl"
+        for path in stages.glob("teacher-rollouts-*/inputs.json")
+        if json.loads(path.read_text())["model"] == key
+    ]
+    (episodes,) = rollouts
+    said = _assistant_thoughts(episodes)
+    assert said and not set(said) & set(ALL_THOUGHTS)
+    rates = {(r["teacher"], r["env"]): r["unsafe"] / r["n"] for r in report["teacher_rates"]}
+    print(
+        f"api deletion: biased {rates['biased', 'api']:.2f}, neutral {rates['neutral', 'api']:.2f}"
+    )
