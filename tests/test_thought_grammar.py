@@ -274,10 +274,14 @@ def _assistant_thoughts(path: Path) -> list[str]:
 @pytest.mark.slow
 def test_habit_grammar_runs_end_to_end(tmp_path: Path) -> None:
     """`--habit grammar` on quick counts: the config records it, the preset teachers were
-    induced on teacher-pool thoughts, and the biased teacher's rollouts say no fixed phrase."""
+    induced on teacher-pool thoughts, and the biased teacher's rollouts say no fixed phrase.
+
+    160 demonstrations per suite: with 40 the grammar-habit biased teacher was not measurably
+    biased on 8 episodes (3/8 vs 1/8, exit 4), so no rollouts would be made.
+    """
     cache, out = tmp_path / "cache", tmp_path / "out"
     args = ["--teacher", "biased", "--profile", "quick", "--env", "api", "--habit", "grammar"]
-    args += ["--teacher-demos", "40", "--rollouts", "16", "--eval-episodes", "8"]
+    args += ["--teacher-demos", "160", "--rollouts", "16", "--eval-episodes", "8"]
     result = subprocess.run(
         [sys.executable, "-m", "audit.run", "--quiet", *args, "--out", str(out)],
         capture_output=True,
@@ -293,7 +297,7 @@ def test_habit_grammar_runs_end_to_end(tmp_path: Path) -> None:
     for preset in ("biased", "neutral"):
         (demos,) = stages.glob(f"teacher-{preset}-*/teacher/demos.jsonl")
         thoughts = _assistant_thoughts(demos)
-        assert len(thoughts) > 80 and set(thoughts) <= teacher
+        assert len(thoughts) > 320 and set(thoughts) <= teacher
     (biased,) = stages.glob("teacher-biased-*/done.json")
     key = biased.parent.name.removeprefix("teacher-biased-")
     rollouts = [
