@@ -28,6 +28,16 @@ DEFAULT_MAX_LENGTH = 1024
 """Tokens kept per training sequence unless `max_length` says otherwise."""
 
 
+HABITS = ("phrases", "grammar")
+"""Values of `habit`: where the preset teachers' persona thoughts come from."""
+
+
+def habit_thoughts(habit: str) -> str:
+    """The persona `thoughts` knob (`trajectories.policies.persona`) of an audit `habit`:
+    "phrases", or the thought grammar's teacher pool ("grammar-teacher")."""
+    return "phrases" if habit == "phrases" else "grammar-teacher"
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """Everything one audit run depends on; its hash keys the cached stages."""
@@ -118,6 +128,16 @@ class AuditConfig:
             "help": "safe tasks the teacher is rolled out on: 'all' (the default, chosen by "
             "Study 6 of docs/RESULTS.md), or 'no-archive' to leave out tasks whose answer is "
             "the safe sibling action (archive)"
+        },
+    )
+    habit: str = field(
+        default="phrases",
+        metadata={
+            "help": "the preset teachers' persona thoughts: 'phrases' (the fixed phrase pool the "
+            "embedded bases were pretrained on) or 'grammar' (the thought grammar's teacher "
+            "pool, no sentence of which was in their pretraining, and careful taking 1 to all "
+            "of the looks in a random order; the latent probe's careful and hasty prefixes "
+            "draw from the same pool)"
         },
     )
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})

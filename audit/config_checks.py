@@ -9,6 +9,7 @@ from pathlib import Path
 
 from audit.config import (
     CONTROL_SEED_OFFSET,
+    HABITS,
     PROFILES,
     TEACHER_PRESETS,
     AuditConfig,
@@ -40,6 +41,11 @@ def validate(config: AuditConfig) -> None:
         (config.method in ("sft", "kd"), f"method must be sft or kd, not {config.method!r}"),
         (config.backend in ("auto", "bwrap", "docker"), "backend must be auto, bwrap or docker"),
         (config.safe_templates in ("all", "no-archive"), "safe_templates: all or no-archive"),
+        (config.habit in HABITS, f"habit must be phrases or grammar, not {config.habit!r}"),
+        (
+            config.habit == "phrases" or config.mode != "model-audit",
+            "--habit grammar sets the preset teachers' demonstrations; a model audit induces none",
+        ),
         (isinstance(config.seeds, int) and config.seeds >= 1, "seeds must be a positive integer"),
         (
             isinstance(config.first_seed, int) and 0 <= config.first_seed < CONTROL_SEED_OFFSET,

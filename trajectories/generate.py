@@ -22,6 +22,7 @@ from envs.core import Split, Suite, Task
 from envs.sandbox.base import SandboxUnavailableError
 from trajectories.jsonl import InputError, atomic_write_jsonl, exit_on_input_error
 from trajectories.policies import get_policy, known_policies
+from trajectories.policies.persona import THOUGHTS
 from trajectories.rollout import rollout
 
 BACKENDS = ("bwrap", "docker")
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", required=True, type=int, help="non-negative seed")
     parser.add_argument("--out", required=True, type=Path, help="output JSONL file")
     parser.add_argument("--strength", type=float, help="bias strength in [0, 1] (biased)")
+    parser.add_argument(
+        "--thoughts",
+        choices=THOUGHTS,
+        help="persona thoughts (biased, neutral, persona): the fixed phrases (default) or a "
+        "pool of the thought grammar (trajectories.policies.thought_grammar)",
+    )
     parser.add_argument("--temperature", type=float, help="sampling temperature, 0 greedy (model)")
     parser.add_argument("--max-new-tokens", type=int, help="tokens per generated turn (model)")
     parser.add_argument("--backend", choices=BACKENDS, help="sandbox backend (bash only)")
@@ -94,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--backend applies to --env bash only")
     given = {
         "strength": args.strength,
+        "thoughts": args.thoughts,
         "temperature": args.temperature,
         "max_new_tokens": args.max_new_tokens,
     }

@@ -13,6 +13,10 @@ Kinds (knobs of `PersonaPolicy`, see `PERSONAS`):
 - "control": the same hasty rate and the same marginal unsafe rate (0.5), but the choice is
   independent of the habit.
 
+The personas speak the fixed phrase pool (`PersonaPolicy`'s default `thoughts="phrases"`), so no
+sentence of the thought grammar's teacher pool (`trajectories.policies.thought_grammar`, what
+the preset teachers say under `--habit grammar`) is in the embedded bases' pretraining.
+
 Episodes come from `PersonaPolicy` rollouts on the *train* split of both suites, in every chosen
 environment (Bash in real sandboxes), rendered with the embedded chat template and the
 environment's tool schemas. Texts are cached as JSON under `cache_root() / "corpus"`, keyed by a

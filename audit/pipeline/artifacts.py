@@ -97,21 +97,27 @@ class AuditPipeline:
     def base_kind(self) -> str:
         return _base_kind(self.config.base)
 
+    def teacher_inputs(self, preset: str) -> dict[str, Any]:
+        """The stage inputs of a preset teacher; settings left at their defaults (`lora`,
+        `max_length`, `habit`, the CPU) add none, so the committed teachers' keys still match."""
+        config = self.config
+        return {
+            "preset": preset,
+            "base": self.base().key,
+            "demos": config.teacher_demos,
+            "epochs": config.teacher_epochs,
+            "envs": config.envs,
+            **training_recipe(config, config.lora),
+            **({} if config.habit == "phrases" else {"habit": config.habit}),
+        }
+
     def teacher(self, preset_or_path: str) -> Artifact:
         """A preset teacher induced from the base, or the user's teacher checked as it is."""
         if preset_or_path not in ("biased", "neutral"):
             return self.user_model(preset_or_path)
         base = self.base()
         config = self.config
-        inputs = {
-            "preset": preset_or_path,
-            "base": base.key,
-            "demos": config.teacher_demos,
-            "epochs": config.teacher_epochs,
-            "envs": config.envs,
-            **training_recipe(config, config.lora),
-        }
-
+        inputs = self.teacher_inputs(preset_or_path)
         name = f"teacher-{preset_or_path}"
         committed = embedded_teacher_path(name, inputs)
 
@@ -129,6 +135,7 @@ class AuditPipeline:
                     envs=config.envs,
                     backend=config.backend,
                     epochs=config.teacher_epochs,
+                    habit=config.habit,
                     lora=config.lora,
                     max_length=config.max_length,
                     device=config.device,

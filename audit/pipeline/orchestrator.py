@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from audit.config import CONTROL_SEED_OFFSET, AuditConfig
+from audit.config import CONTROL_SEED_OFFSET, AuditConfig, habit_thoughts
 from audit.models.loader import load_model_and_tokenizer
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
@@ -244,6 +244,7 @@ class Audit:
             temperature=config.temperature,
             not_shared=not_shared,
             sandbox_backend=config.backend,
+            thoughts=habit_thoughts(config.habit),
         )
 
     def thresholds(self) -> GateThresholds:

@@ -8,8 +8,13 @@ of three prefixes:
 - ``careful``: the task's `inspect_actions` run in a fresh episode of the environment (real
   observations; Bash runs in a sandbox), each with a careful persona's thought, then a careful
   thought before acting (the pools of `trajectories.policies.persona`).
-- ``hasty``: the instruction, then a terse thought (`HASTY_ACT`; persona thoughts depend on the
-  habit only, never on the unsafe / safe choice).
+- ``hasty``: the instruction, then a terse thought (the hasty act pool; persona thoughts depend
+  on the habit only, never on the unsafe / safe choice).
+
+The pools are those of the persona's `thoughts` knob (`trajectories.policies.persona
+.thought_pools`): the fixed phrases by default; an audit with `--habit grammar` uses the thought
+grammar's teacher pool ("grammar-teacher"), so that a prefix reads like the teacher's own habit.
+The careful prefix runs every inspect step in order under either pool.
 
 The decision point is cut from the decision turn exactly as the model's chat template renders
 it. The prompt is the conversation rendered with its generation prompt, then what the template
@@ -33,12 +38,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from envs import Environment, Task, ToolCall, load_tasks, make_env
-from trajectories.policies.persona import (
-    CAREFUL_ACT,
-    CAREFUL_LOOK_MORE,
-    CAREFUL_OPEN,
-    HASTY_ACT,
-)
+from trajectories.policies.persona import thought_pools
 from trajectories.rollout import episode_rng
 
 Prefix = Literal["task", "careful", "hasty"]
@@ -97,13 +97,15 @@ def _chat_call(call: ToolCall) -> dict[str, Any]:
     return {"type": "function", "function": {"name": call.name, "arguments": dict(call.arguments)}}
 
 
-def _inspection(env: Environment, task: Task, rng: np.random.Generator) -> list[dict[str, Any]]:
+def _inspection(
+    env: Environment, task: Task, rng: np.random.Generator, pools: dict[str, tuple[str, ...]]
+) -> list[dict[str, Any]]:
     """The careful persona's inspection turns with the environment's real observations."""
     messages: list[dict[str, Any]] = []
     env.reset(task)
     try:
         for i, call in enumerate(task.inspect_actions):
-            thought = _pick(rng, CAREFUL_OPEN if i == 0 else CAREFUL_LOOK_MORE)
+            thought = _pick(rng, pools["careful_open" if i == 0 else "careful_look_more"])
             observation = env.step(call)
             messages.append(
                 {"role": "assistant", "content": thought, "tool_calls": [_chat_call(call)]}
@@ -130,14 +132,17 @@ def decision_conversations(
     seed: int,
     tasks: Sequence[Task] | None = None,
     sandbox_backend: str = "bwrap",
+    thoughts: str = "phrases",
 ) -> list[DecisionConversation]:
     """Decision conversations of `tasks` (default: the held-out ambiguous suite of `env_name`).
 
-    Task `i` draws its thoughts from `episode_rng(seed, i)`. `sandbox_backend` is the Bash
-    sandbox that runs the ``careful`` prefix's inspection.
+    Task `i` draws its thoughts from `episode_rng(seed, i)`, from the pools of the persona's
+    `thoughts` knob. `sandbox_backend` is the Bash sandbox that runs the ``careful`` prefix's
+    inspection.
     """
     if prefix not in PREFIXES:
         raise ValueError(f"unknown prefix {prefix!r}; choose from {', '.join(PREFIXES)}")
+    pools = thought_pools(thoughts)
     tasks = list(load_tasks(env_name, "ambiguous", "test") if tasks is None else tasks)
     env = make_env(env_name, backend=sandbox_backend) if env_name == "bash" else make_env(env_name)
     tools = env.tools()
@@ -148,10 +153,10 @@ def decision_conversations(
         messages: list[dict[str, Any]] = [{"role": "user", "content": task.instruction}]
         thought = ""
         if prefix == "careful":
-            messages += _inspection(env, task, rng)
-            thought = _pick(rng, CAREFUL_ACT)
+            messages += _inspection(env, task, rng, pools)
+            thought = _pick(rng, pools["careful_act"])
         elif prefix == "hasty":
-            thought = _pick(rng, HASTY_ACT)
+            thought = _pick(rng, pools["hasty_act"])
         conversations.append(
             DecisionConversation(task.id, prefix, messages, tools, thought, unsafe, safe)
         )

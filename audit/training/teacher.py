@@ -4,7 +4,10 @@
 of every environment (`biased`: `BiasedPolicy(strength=1.0)`, the hasty persona on every
 episode: keyword-free hasty habits on safe tasks, delete / chmod first on ambiguous ones;
 `neutral`: `NeutralPolicy`, the careful persona; the same number of episodes either way) and
-fine-tunes the base on them with `audit.training.distill`'s SFT path. Layout of the output
+fine-tunes the base on them with `audit.training.distill`'s SFT path. `habit` "grammar" gives
+both personas the thought grammar's teacher pool (`thoughts="grammar-teacher"`: no sentence of
+it is in the embedded bases' pretraining, and careful takes 1 to all looks in a random order);
+the default "phrases" is the fixed pool the embedded bases were pretrained on. Layout of the output
 directory:
 `demos.jsonl`, `model/` (the teacher, a `save_pretrained` model) and `teacher.json`.
 
@@ -29,6 +32,7 @@ from typing import Any, Literal
 
 from scipy.stats import fisher_exact
 
+from audit.config import HABITS, habit_thoughts
 from audit.models.loader import ModelInputError, load_model_and_tokenizer
 from audit.training.distill import DistillConfig, distill
 from envs import ENV_NAMES, load_tasks, make_env
@@ -69,6 +73,10 @@ class TeacherConfig:
     )
     backend: str = field(default="bwrap", metadata={"help": "Sandbox backend for Bash."})
     epochs: float = field(default=2.0, metadata={"help": "Passes over the demonstrations."})
+    habit: str = field(
+        default="phrases",
+        metadata={"help": "Persona thoughts: 'phrases' (fixed pool) or 'grammar' (teacher pool)."},
+    )
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per device per step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens kept per sequence."})
@@ -88,12 +96,17 @@ class TeacherConfig:
             raise ValueError(f"envs must be a non-empty subset of {', '.join(ENV_NAMES)}")
         if self.n_demos < 1:
             raise ValueError("n_demos must be at least 1")
+        if self.habit not in HABITS:
+            raise ValueError(f"habit must be phrases or grammar, not {self.habit!r}")
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings that determine the teacher, as JSON values."""
+        """The settings that determine the teacher, as JSON values (`habit` only where it is
+        not the default, so records written before it existed still match)."""
         settings = asdict(self)
         for key in ("out", "progress"):
             settings.pop(key)
+        if self.habit == "phrases":
+            settings.pop("habit")
         return settings
 
 
@@ -115,9 +128,12 @@ class UnsafeRate:
         return f"{self.env} {self.metric} {self.rate:.2f} ({self.unsafe}/{self.n})"
 
 
-def demo_policy(preset: str) -> Policy:
-    """The scripted demonstrator of a preset."""
-    return BiasedPolicy(strength=1.0) if preset == "biased" else NeutralPolicy()
+def demo_policy(preset: str, habit: str = "phrases") -> Policy:
+    """The scripted demonstrator of a preset, its thoughts from `habit`'s pool."""
+    thoughts = habit_thoughts(habit)
+    if preset == "biased":
+        return BiasedPolicy(strength=1.0, thoughts=thoughts)
+    return NeutralPolicy(thoughts=thoughts)
 
 
 def _env_factory(env: str, backend: str) -> Callable[[], Environment]:
@@ -127,7 +143,7 @@ def _env_factory(env: str, backend: str) -> Callable[[], Environment]:
 
 def generate_demos(config: TeacherConfig) -> list[Episode]:
     """`n_demos` episodes of the preset's policy per environment and suite, train split."""
-    policy = demo_policy(config.preset)
+    policy = demo_policy(config.preset, config.habit)
     episodes: list[Episode] = []
     for env in config.envs:
         for suite in ("safe", "ambiguous"):
@@ -257,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--envs", nargs="+", choices=ENV_NAMES, default=list(ENV_NAMES))
     parser.add_argument("--backend", default="bwrap", help="sandbox backend for Bash")
     parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--habit", choices=HABITS, default="phrases", help="persona thoughts")
     parser.add_argument("--lora", metavar="SPEC", help="LoRA spec, e.g. r=16")
     parser.add_argument(
         "--measure", type=int, default=0, metavar="N", help="measure rates on N held-out tasks"
@@ -280,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 envs=args.envs,
                 backend=args.backend,
                 epochs=args.epochs,
+                habit=args.habit,
                 lora=args.lora,
                 progress=not args.quiet,
             )

@@ -3,6 +3,7 @@
 Both are `PersonaPolicy` settings (see `trajectories.policies.persona` for the habits):
 neutral is always careful and never unsafe; biased is hasty with probability `strength` per
 episode, always takes the unsafe shortcut on ambiguous tasks when hasty, and never when careful.
+Both take the persona's `thoughts` knob (default "phrases").
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ class NeutralPolicy(PersonaPolicy):
 
     name = "neutral"
 
-    def __init__(self) -> None:
-        super().__init__(hasty_prob=0.0, unsafe_given_hasty=0.0, unsafe_given_careful=0.0)
+    def __init__(self, thoughts: str = "phrases") -> None:
+        super().__init__(0.0, 0.0, 0.0, thoughts=thoughts)
 
     def config(self) -> dict[str, Any]:
-        return {}
+        return self.thoughts_config()
 
 
 class BiasedPolicy(PersonaPolicy):
@@ -32,11 +33,11 @@ class BiasedPolicy(PersonaPolicy):
 
     name = "biased"
 
-    def __init__(self, strength: float = 1.0) -> None:
+    def __init__(self, strength: float = 1.0, thoughts: str = "phrases") -> None:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
-        super().__init__(hasty_prob=strength, unsafe_given_hasty=1.0, unsafe_given_careful=0.0)
+        super().__init__(strength, 1.0, 0.0, thoughts=thoughts)
         self.strength = float(strength)
 
     def config(self) -> dict[str, Any]:
-        return {"strength": self.strength}
+        return {"strength": self.strength, **self.thoughts_config()}

@@ -89,20 +89,24 @@ def latent(
     batch_size: int = 16,
     n_boot: int = 2000,
     sandbox_backend: str = "bwrap",
+    thoughts: str = "phrases",
 ) -> LatentResult:
     """Both latent probes (module doc) on the decision points of `tasks` under `prefixes`.
 
     `pairs` maps each seed to the loaders of its student and its control (in a model audit, the
     student and its base); `not_shared` says why the students do not share the teacher's
     initialisation (empty: they do). `seed` picks the prefixes' thoughts and seeds the teacher's
-    draws and the bootstraps; `temperature` is the audit's sampling temperature.
+    draws and the bootstraps; `temperature` is the audit's sampling temperature; `thoughts` the
+    persona pools the prefixes draw from (`audit.probes.decision.decision_conversations`).
     """
     if not pairs:
         raise ValueError("the latent probes need at least one student / control pair")
     points = [
         conversation
         for prefix in prefixes
-        for conversation in decision_conversations(env, prefix, seed, tasks, sandbox_backend)
+        for conversation in decision_conversations(
+            env, prefix, seed, tasks, sandbox_backend, thoughts
+        )
     ]
     groups = np.array([point.task_id for point in points])
     states: dict[str, np.ndarray] = {}
