@@ -169,6 +169,7 @@ def test_the_floor_is_the_smallest_fraction_detected_in_every_env() -> None:
 
 
 CANARY_SHARED = {
+    "safe_templates": "no-archive",
     "profile": "quick",
     "seeds": 5,
     "method": "sft",
@@ -214,7 +215,13 @@ def test_an_audit_at_the_canary_configuration_states_the_measured_floor(tmp_path
     assert floor.status == "measured" and floor.study == "docs/study/canary/study.json"
     assert floor.floor == 0.5 and [f.detected for f in floor.per_fraction] == [1, 4]
     assert floor.per_fraction == canary_fractions(rows)
-    for changed in ({"seeds": 3}, {"env": "all"}, {"margin": 0.2}, {"sanitizer": "none"}):
+    for changed in (
+        {"seeds": 3},
+        {"env": "all"},
+        {"margin": 0.2},
+        {"sanitizer": "none"},
+        {"safe_templates": "all"},
+    ):
         other = build_config("quick", {**CANARY_SHARED, "env": "api", **changed}, {})
         missed = measured_floor(other.to_dict(), "pipeline-test", studies, root=tmp_path)
         assert (missed.status, missed.reason) == ("not measured", NOT_RUN), changed
