@@ -25,6 +25,7 @@ TEACHER_PRESETS = ("biased", "neutral")
 
 
 DEFAULT_MAX_LENGTH = 1024
+DEFAULT_STUDENT_LEARNING_RATE = 5e-4
 """Tokens kept per training sequence unless `max_length` says otherwise."""
 
 
@@ -141,6 +142,10 @@ class AuditConfig:
         },
     )
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})
+    student_learning_rate: float = field(
+        default=DEFAULT_STUDENT_LEARNING_RATE,
+        metadata={"help": "peak AdamW learning rate of the students' (and controls') training"},
+    )
     lora: str | None = field(
         default=None,
         metadata={

@@ -71,6 +71,7 @@ def validate(config: AuditConfig) -> None:
             min(config.teacher_epochs, config.student_epochs) > 0,
             "teacher and student epochs must be positive",
         ),
+        (config.student_learning_rate > 0, "student_learning_rate must be positive"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (
             min(config.teacher_demos, config.rollouts, config.eval_episodes) > 0,

@@ -46,6 +46,7 @@ def test_profile_flag_selects_presets():
         ({"first_seed": -1}, "first_seed must be"),
         ({"first_seed": 1_000_000}, "first_seed must be"),
         ({"sanitizer": "regex"}, "sanitizer must be"),
+        ({"student_learning_rate": 0.0}, "student_learning_rate must be positive"),
     ],
 )
 def test_bad_values_are_input_errors(flags, message):
@@ -146,9 +147,16 @@ def test_recipe_options_are_kept(tmp_path):
     config = build_config(
         "quick",
         {},
-        {"base": str(base), "lora": "r=4,alpha=8", "max_length": 512, "device": "cpu"},
+        {
+            "base": str(base),
+            "lora": "r=4,alpha=8",
+            "max_length": 512,
+            "device": "cpu",
+            "student_learning_rate": 2e-4,
+        },
     )
     assert (config.lora, config.max_length, config.device) == ("r=4,alpha=8", 512, "cpu")
+    assert config.student_learning_rate == 2e-4
 
 
 def test_threads_honour_omp_num_threads(monkeypatch):

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit.config import DEFAULT_MAX_LENGTH, AuditConfig, parse_embedded, student_base_ref
+from audit.config import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_STUDENT_LEARNING_RATE,
+    AuditConfig,
+    parse_embedded,
+    student_base_ref,
+)
 from audit.models.embedded import EMBEDDED_DIR, embedded_base
 from audit.pipeline.content_key import content_key
 from audit.pipeline.plugins import (
@@ -283,6 +289,8 @@ class AuditPipeline:
             "epochs": config.student_epochs,
             **training_recipe(config, student_lora_spec(config)),
         }
+        if config.student_learning_rate != DEFAULT_STUDENT_LEARNING_RATE:
+            inputs["learning_rate"] = config.student_learning_rate
         command = distill_command(config.distill)
         if command is not None:
             inputs["distill"] = command_inputs(command)
@@ -303,6 +311,7 @@ class AuditPipeline:
                     teacher=str(kd_teacher.path) if kd_teacher else None,
                     seed=seed,
                     epochs=config.student_epochs,
+                    learning_rate=config.student_learning_rate,
                     lora=student_lora_spec(config),
                     max_length=config.max_length,
                     device=config.device,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from audit.config import DEFAULT_STUDENT_LEARNING_RATE
 from audit.probes.results import Interval
 
 DETECTION_GOAL = 0.8
@@ -38,6 +39,7 @@ POWER_FIELDS = (
     "rollouts",
     "safe_templates",
     "student_epochs",
+    "student_learning_rate",
     "lora",
     "student_lora",
     "sanitizer",
@@ -53,6 +55,10 @@ POWER_FIELDS = (
 )
 """The config fields besides `env` on which a canary study must equal the audit's config for
 its floor to be this audit's."""
+
+ADDED_FIELDS: dict[str, Any] = {"student_learning_rate": DEFAULT_STUDENT_LEARNING_RATE}
+"""`POWER_FIELDS` added after studies were committed, with the value a study that lacks one ran
+at (the default of the time)."""
 
 NOT_RUN = "no canary study was run at this configuration"
 
@@ -140,7 +146,7 @@ class PowerFloor(BaseModel):
 def _matches(study: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether the study's shared config equals `config` on every `POWER_FIELDS` field, and
     its cells ran the audit's env (`env` shared, or an axis holding it)."""
-    shared = study.get("shared", {})
+    shared = {**ADDED_FIELDS, **study.get("shared", {})}
     if any(field not in shared or shared[field] != config[field] for field in POWER_FIELDS):
         return False
     if "env" in shared:
