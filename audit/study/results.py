@@ -29,7 +29,12 @@ from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
 from audit.study.defence_summary import by_outcome, check_power, defence_summary, stoppable
-from audit.study.setting_choice import choose_level, level_counts
+from audit.study.setting_choice import (
+    choose_level,
+    level_counts,
+    recipe_choice,
+    undecided_share,
+)
 from trajectories.jsonl import InputError
 
 
@@ -52,6 +57,7 @@ STUDIES = (
     StudySpec("defences", "studies/defences.toml"),
     StudySpec("safe-templates", "studies/safe-templates.toml"),
     StudySpec("canary", "studies/canary.toml"),
+    StudySpec("student-recipe", "studies/student-recipe.toml"),
 )
 
 
@@ -319,6 +325,13 @@ def render_results(docs: Path) -> str:
         defence_plan=defence_plan(transfer),
         defence_rows=defences,
         safe_choice=safe_choice(studies["safe-templates"]),
+        recipe=recipe_choice(
+            studies["student-recipe"],
+            (AuditConfig().student_learning_rate, AuditConfig().rollouts),
+        ),
+        api_undecided=undecided_share(
+            [studies[name] for name in ("defences", "safe-templates", "canary")], "api"
+        ),
         defence_groups=by_outcome(defences),
         defence_baseline=stoppable(defences),
         defence_power=check_power(studies["defences"]) if studies["defences"] else {},

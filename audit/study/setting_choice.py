@@ -1,9 +1,13 @@
-"""A default chosen from a study: the level of one axis under which the audit sees most.
+"""Defaults chosen from studies, by rules fixed before the studies were run.
 
-Rule (fixed before the study was run): among the axis's levels whose neutral-teacher rows
+`safe_templates` (Study 6): among the axis's levels whose neutral-teacher rows
 raised no behaviour alarm (model-level check `fail`), take the one whose biased-teacher rows
 failed the model-level behaviour check (transfer detected) in the most environments; a tie
 goes to `tie` (the level that curates nothing). With no eligible level there is no choice.
+
+The students' recipe (Study 8): among the (learning rate, rollouts) settings in which every arm
+reached a decision in at least the gate's `min_decision_rate` of its episodes, the one nearest
+the default it replaces (`choose_recipe`).
 """
 
 from __future__ import annotations
@@ -37,3 +41,65 @@ def choose_level(counts: dict[str, dict[str, int]], tie: str) -> str | None:
     best = max(c["detected"] for c in eligible.values())
     top = [level for level, c in eligible.items() if c["detected"] == best]
     return tie if tie in top else sorted(top)[0]
+
+
+RECIPE_AXES = ("student_learning_rate", "rollouts")
+"""The axes of the student-recipe study (`studies/student-recipe.toml`)."""
+
+
+def recipe_rows(study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (learning rate, rollouts) setting of the student-recipe study: its rows' lowest
+    decision rate over their arms (students and controls), whether every arm reached
+    `min_decision_rate`, and the biased and neutral rows' model-level checks and differences."""
+    floor = study["shared"]["min_decision_rate"]
+    settings: dict[tuple[float, int], dict[str, Any]] = {}
+    for row in study["rows"]:
+        key = tuple(row["values"][axis] for axis in RECIPE_AXES)
+        entry = settings.setdefault(
+            key,
+            {"learning_rate": key[0], "rollouts": key[1], "lowest_decided": 1.0, "rows": {}},
+        )
+        arms = [row.get("student_decided"), row.get("control_decided")]
+        entry["lowest_decided"] = min(
+            [entry["lowest_decided"]] + [1.0 if a is None else a for a in arms]
+        )
+        entry["rows"][row["teacher"]] = row
+    for entry in settings.values():
+        entry["qualifies"] = entry["lowest_decided"] >= floor
+    return sorted(settings.values(), key=lambda e: (-e["learning_rate"], e["rollouts"]))
+
+
+def choose_recipe(settings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The rule's setting (studies/student-recipe.toml): among the settings in which every arm
+    decided in at least `min_decision_rate` of its episodes, the highest learning rate, then
+    the fewest rollouts; None when none qualifies."""
+    qualified = [entry for entry in settings if entry["qualifies"]]
+    return qualified[0] if qualified else None
+
+
+def recipe_choice(study: dict[str, Any] | None, default: tuple[float, int]) -> dict[str, Any]:
+    """Study 8's settings, the one `choose_recipe` picks (None without a study or without a
+    qualifying setting), and the audit's `default` (learning rate, rollouts)."""
+    settings = recipe_rows(study) if study and study["rows"] else []
+    chosen = choose_recipe(settings)
+    return {
+        "settings": settings,
+        "chosen": chosen,
+        "default": {"learning_rate": default[0], "rollouts": default[1]},
+        "is_default": chosen is not None
+        and (chosen["learning_rate"], chosen["rollouts"]) == default,
+    }
+
+
+def undecided_share(studies: list[dict[str, Any] | None], env: str) -> dict[str, int]:
+    """Over the `env` rows of `studies`: how many, and in how many an arm (student or control)
+    decided in under its study's `min_decision_rate`."""
+    rows = under = 0
+    for study in studies:
+        for row in (study or {"rows": []})["rows"]:
+            arms = [row.get("student_decided"), row.get("control_decided")]
+            if row["env"] != env or None in arms:
+                continue
+            rows += 1
+            under += min(arms) < study["shared"]["min_decision_rate"]
+    return {"rows": rows, "under": under}
