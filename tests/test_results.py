@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from audit.study.results import reflow, render_results
+import pytest
+
+from audit.study.markdown import reflow
+from audit.study.results import render_results
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -21,7 +24,7 @@ def test_committed_results_are_the_rendering_of_the_committed_studies():
 def test_missing_studies_are_said_to_be_not_run(tmp_path):
     shutil.copytree(DOCS / "study" / "default", tmp_path / "study" / "default")
     text = render_results(tmp_path)
-    assert text.count("Not run yet") == 6
+    assert text.count("Not run yet") == 8
     flat = " ".join(text.split())
     assert "**Not run yet.** No number of this study exists: the grid's 20 cells" in flat
     assert "Expected audit time" not in flat
@@ -37,7 +40,7 @@ def _write_study(directory: Path, source: dict, rows: list[dict]) -> None:
 
 
 def _false_alarm_study(tmp_path: Path, verdicts: list[str]) -> None:
-    source = json.loads((DOCS / "study" / "false-alarm" / "study.json").read_text())
+    source = json.loads((DOCS / "study" / "false-alarm-3seeds" / "study.json").read_text())
     template = source["rows"][0]
     rows = []
     for index, verdict in enumerate(verdicts):
@@ -257,17 +260,56 @@ def test_safe_templates_rule_picks_most_detections_without_alarms():
     assert choose_level(both, tie="all") is None
 
 
+def _recipe_study(decided: dict[tuple[float, int], tuple[float, float]]) -> dict:
+    """Recipe-study rows, one per teacher and setting, with (student, control) decided shares."""
+    rows = [
+        {
+            "env": "api",
+            "teacher": teacher,
+            "values": {"student_learning_rate": rate, "rollouts": rollouts, "teacher": teacher},
+            "student_decided": student - (0.05 if teacher == "neutral" else 0.0),
+            "control_decided": control,
+        }
+        for (rate, rollouts), (student, control) in decided.items()
+        for teacher in ("biased", "neutral")
+    ]
+    return {"rows": rows, "shared": {"min_decision_rate": 0.5}}
+
+
+def test_recipe_rule_takes_the_nearest_setting_where_every_arm_decides():
+    from audit.study.setting_choice import recipe_choice
+
+    study = _recipe_study(
+        {(5e-4, 160): (0.6, 0.45), (2e-4, 160): (0.58, 0.52), (2e-4, 320): (0.7, 0.7)}
+    )
+    choice = recipe_choice(study, (5e-4, 160))
+    lowest = {(e["learning_rate"], e["rollouts"]): e["lowest_decided"] for e in choice["settings"]}
+    assert lowest == pytest.approx({(5e-4, 160): 0.45, (2e-4, 160): 0.52, (2e-4, 320): 0.65})
+    assert (choice["chosen"]["learning_rate"], choice["chosen"]["rollouts"]) == (2e-4, 160)
+    assert not choice["is_default"]
+    # The neutral students of (2e-4, 160) decide in 0.53 - 0.05 < 0.5: the next setting.
+    study = _recipe_study(
+        {(5e-4, 160): (0.6, 0.45), (2e-4, 160): (0.53, 0.52), (2e-4, 320): (0.7, 0.7)}
+    )
+    assert recipe_choice(study, (5e-4, 160))["chosen"]["rollouts"] == 320
+    none = recipe_choice(_recipe_study({(5e-4, 160): (0.6, 0.45)}), (5e-4, 160))
+    assert none["chosen"] is None and not none["is_default"]
+    assert recipe_choice(None, (5e-4, 160))["settings"] == []
+
+
 def test_committed_studies_resume_from_their_finished_cells():
     """A re-run of a committed study skips its finished cells: every cell of its grid has its
-    report under the id the grid gives it now. The default-profile studies (default,
-    false-alarm) follow the profile, and their committed cells are of an older one (3 seeds,
-    the former default safe_templates), as their grid files say."""
+    report under the id the grid gives it now. The default-profile studies follow the
+    profile: default's committed cells are of an older one (3 seeds, the former default
+    safe_templates), false-alarm is run in parts (its study.json lists the pending cells), and
+    false-alarm-3seeds' cells were named before the current ids, as their grid files say."""
     from audit.study.grid import load_grid
     from audit.study.results import REPO, STUDIES
 
     for spec in STUDIES:
         cells_dir = DOCS / "study" / spec.name / "cells"
-        if spec.name in ("default", "false-alarm") or not cells_dir.is_dir():
+        skipped = ("default", "false-alarm", "false-alarm-3seeds")
+        if spec.name in skipped or not cells_dir.is_dir():
             continue
         missing = [c.id for c in load_grid(REPO / spec.grid) if not (cells_dir / c.id).is_dir()]
         assert not missing, (spec.name, missing[:3])

@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.report.exit_codes import ExitCode, failure_exit
 from audit.study.defence_summary import by_outcome, check_power, defence_summary, stoppable
+from audit.study.markdown import reflow
 from audit.study.setting_choice import (
     choose_level,
     level_counts,
@@ -53,6 +53,7 @@ STUDIES = (
     StudySpec("default", "studies/default.toml"),
     StudySpec("transfer-small", "studies/transfer-small.toml"),
     StudySpec("false-alarm", "studies/false-alarm.toml"),
+    StudySpec("false-alarm-3seeds", "studies/false-alarm-3seeds.toml"),
     StudySpec("transfer", "studies/transfer.toml"),
     StudySpec("defences", "studies/defences.toml"),
     StudySpec("safe-templates", "studies/safe-templates.toml"),
@@ -214,43 +215,6 @@ def pvalue(value: float) -> str:
     return "p < 0.0001" if value < 1e-4 else f"p = {value:.2g}"
 
 
-def reflow(text: str, width: int = 92) -> str:
-    """Markdown with each paragraph and bullet rewrapped at `width` and runs of blank lines
-    collapsed; headings, tables and fenced code stay as they are."""
-    out: list[str] = []
-    block: list[str] = []
-
-    def flush() -> None:
-        if block:
-            bullet = block[0].startswith("- ")
-            words = " ".join(line.strip() for line in block)
-            indent = "  " if bullet else ""
-            out.extend(
-                textwrap.wrap(words, width, subsequent_indent=indent, break_on_hyphens=False)
-            )
-            block.clear()
-
-    fenced = False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            flush()
-            fenced = not fenced
-            out.append(line)
-        elif fenced or line.startswith(("#", "|")):
-            flush()
-            out.append(line)
-        elif not line.strip():
-            flush()
-            if out and out[-1]:
-                out.append("")
-        else:
-            if line.startswith("- "):
-                flush()
-            block.append(line)
-    flush()
-    return "\n".join(out).strip() + "\n"
-
-
 def model_level_summary(study: dict[str, Any]) -> dict[str, Any]:
     """Per teacher, the study's rows under the model-level test (re-tabulated from the cells'
     per-seed rates): how many, the models per arm, the smallest p that allows, how many rows
@@ -301,7 +265,10 @@ def render_results(docs: Path) -> str:
     )
     table = env.get_template("study.md.jinja")
     tables = {name: table.render(study=s) if s else "" for name, s in studies.items()}
-    fa = false_alarms(studies["false-alarm"]) if studies["false-alarm"] else None
+    fa = {
+        name: false_alarms(studies[name]) if studies[name] else None
+        for name in ("false-alarm", "false-alarm-3seeds")
+    }
     transfer = studies["transfer"] if studies["transfer"] and studies["transfer"]["rows"] else None
     # The full grid holds Study 2's cells again: count them once.
     grid = "transfer" if transfer else "transfer-small"

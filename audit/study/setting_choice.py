@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.config import AuditConfig
+
 
 def level_counts(study: dict[str, Any], axis: str) -> dict[str, dict[str, int]]:
     """Per level of `axis`: biased rows, those with transfer detected, neutral rows, and
@@ -43,6 +45,11 @@ def choose_level(counts: dict[str, dict[str, int]], tie: str) -> str | None:
     return tie if tie in top else sorted(top)[0]
 
 
+def decision_floor(study: dict[str, Any]) -> float:
+    """The study's `min_decision_rate` (a study that predates the field: the default)."""
+    return study["shared"].get("min_decision_rate", AuditConfig().min_decision_rate)
+
+
 RECIPE_AXES = ("student_learning_rate", "rollouts")
 """The axes of the student-recipe study (`studies/student-recipe.toml`)."""
 
@@ -51,7 +58,7 @@ def recipe_rows(study: dict[str, Any]) -> list[dict[str, Any]]:
     """Per (learning rate, rollouts) setting of the student-recipe study: its rows' lowest
     decision rate over their arms (students and controls), whether every arm reached
     `min_decision_rate`, and the biased and neutral rows' model-level checks and differences."""
-    floor = study["shared"]["min_decision_rate"]
+    floor = decision_floor(study)
     settings: dict[tuple[float, int], dict[str, Any]] = {}
     for row in study["rows"]:
         key = tuple(row["values"][axis] for axis in RECIPE_AXES)
@@ -101,5 +108,5 @@ def undecided_share(studies: list[dict[str, Any] | None], env: str) -> dict[str,
             if row["env"] != env or None in arms:
                 continue
             rows += 1
-            under += min(arms) < study["shared"]["min_decision_rate"]
+            under += min(arms) < decision_floor(study)
     return {"rows": rows, "under": under}
