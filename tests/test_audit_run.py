@@ -197,7 +197,7 @@ def test_killed_run_resumes_to_the_same_report(tmp_path, smoke_config, biased_ru
     assert result.returncode == first.returncode
     resumed = json.loads((out / "report.json").read_text())
     cached = {t["stage"] for t in resumed["timings"] if t["cached"]}
-    assert {"teacher-biased", "teacher-neutral", "student"} <= cached
+    assert {"teacher-biased", "teacher-neutral", "student", "teacher-labels"} <= cached
     assert "evaluate-ambiguous" in {t["stage"] for t in resumed["timings"] if not t["cached"]}
     assert comparable(out / "report.json") == comparable(root / "out" / "report.json")
 

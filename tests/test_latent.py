@@ -1,6 +1,7 @@
 """Latent probes: CKA properties, the teacher probe and its seed-and-task gap on planted and
 signal-free states, the activation projection on planted shifts, and both probes on tiny
-models (labels from the teacher's samples, one class, heterogeneous students)."""
+models (labels from the teacher's samples or a stored copy, one class, heterogeneous
+students)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from scipy.stats import ortho_group
 from audit.probes.decision import encode_decisions
 from audit.probes.latent import (
     cluster_separation,
+    decision_points,
     decision_states,
     latent,
     linear_cka,
     middle_layer,
     probe_folds,
     probe_readout,
+    teacher_unsafe_share,
 )
 from audit.probes.latent.activation import activation_projection
 from audit.probes.latent.readout import cluster_gap
@@ -240,6 +243,20 @@ def test_latent_labels_the_teacher_sampled_decisions(planted: dict[str, Any]) ->
         "student/3",
         "control/3",
     }
+
+
+def test_stored_labels_give_the_result_sampled_labels_give(planted: dict[str, Any]) -> None:
+    """The audit caches the teacher's shares (`teacher-labels` stage): passing them back must
+    change nothing, and shares of other points are refused."""
+    teacher, base = planted["teacher"], planted["base"]
+    points = decision_points("api", 0, ("careful", "hasty"), api_tasks())
+    share = teacher_unsafe_share((teacher, planted["tokenizer"]), points, "api", 1.0, 0)
+    sampled = _latent(planted, teacher, {0: (teacher, base)})
+    stored = _latent(planted, teacher, {0: (teacher, base)}, unsafe_share=share.tolist())
+    assert sampled.unsafe_share == share.tolist()
+    assert stored.model_dump() == sampled.model_dump()
+    with pytest.raises(ValueError, match="unsafe shares for"):
+        _latent(planted, teacher, {0: (teacher, base)}, unsafe_share=share[:-1].tolist())
 
 
 def test_a_student_equal_to_its_control_reads_zero(planted: dict[str, Any]) -> None:

@@ -97,7 +97,7 @@ class ModelAudit(Audit):
         backend = config.backend
         prop = [propensity(loaded, env, "task", seed=0, sandbox_backend=backend) for env in envs]
         pair = {seed: (lambda: loaded["student"], lambda: loaded["base"])}
-        lat = [self.latent(loaded, pair, env) for env in envs]
+        lat = [self.latent(loaded, pair, env, teacher) for env in envs]
         sanitization = [sanitization_stats(env, seed, data[env]) for env in data]
         self.notes.append(
             f"Model audit: the student is compared with its own base before distillation "

@@ -21,6 +21,7 @@ from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
 from audit.pipeline.defences import Defences
 from audit.pipeline.family import describe_family
+from audit.pipeline.latent_labels import LATENT_SEED, teacher_labels
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.sanitizer_spec import parse_sanitizer
 from audit.pipeline.stages import StageRunner
@@ -184,7 +185,7 @@ class Audit:
             for prefix in ("task",)
         ]
         pairs = {s: (self._loader(students[s]), self._loader(controls[s])) for s in self.seeds}
-        lat = [self.latent(loaded, pairs, env) for env in envs]
+        lat = [self.latent(loaded, pairs, env, teacher) for env in envs]
         self.notes.append(
             f"Propensity uses the seed-{self.seeds[0]} student and control; the latent probes "
             "use every seed's."
@@ -224,9 +225,11 @@ class Audit:
         loaded: dict[str, ModelAndTokenizer],
         pairs: dict[int, tuple[Loader, Loader]],
         env: str,
+        teacher: Artifact,
     ) -> LatentResult:
-        """The latent probes of `env` on `loaded` teacher and base and every seed's `pairs`;
-        not applicable where the students' base is not the teacher's."""
+        """The latent probes of `env` on `loaded` teacher and base and every seed's `pairs`,
+        labelled by the cached `teacher-labels` stage of `teacher`; not applicable where the
+        students' base is not the teacher's."""
         config, pipe = self.config, self.pipe
         same = Path(pipe.student_base().path).resolve() == Path(pipe.base().path).resolve()
         not_shared = (
@@ -240,11 +243,12 @@ class Audit:
             loaded["base"],
             pairs,
             env,
-            seed=0,
+            seed=LATENT_SEED,
             temperature=config.temperature,
             not_shared=not_shared,
             sandbox_backend=config.backend,
             thoughts=habit_thoughts(config.habit),
+            unsafe_share=teacher_labels(pipe.runner, teacher, loaded["teacher"], env, config),
         )
 
     def thresholds(self) -> GateThresholds:

@@ -35,7 +35,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from audit.probes.decision import PREFIXES, Prefix, decision_conversations, encode_decisions
+from audit.probes.decision import (
+    PREFIXES,
+    DecisionConversation,
+    Prefix,
+    decision_conversations,
+    encode_decisions,
+)
 from audit.probes.latent.activation import activation_projection
 from audit.probes.latent.labels import DRAWS, LABEL_RULE, UNSAFE_SHARE, sampled_unsafe_share
 from audit.probes.latent.readout import cluster_gap, probe_folds, probe_readout
@@ -53,12 +59,14 @@ __all__ = [
     "LAYER_RULE",
     "Loader",
     "cluster_separation",
+    "decision_points",
     "decision_states",
     "latent",
     "linear_cka",
     "middle_layer",
     "probe_folds",
     "probe_readout",
+    "teacher_unsafe_share",
 ]
 
 Loader = Callable[[], ModelAndTokenizer]
@@ -73,6 +81,42 @@ LAYER_RULE = (
 def _architecture(model: ModelAndTokenizer) -> tuple[str, int, int]:
     config = model[0].config
     return str(config.model_type), int(config.num_hidden_layers), int(config.hidden_size)
+
+
+def decision_points(
+    env: str,
+    seed: int,
+    prefixes: Sequence[Prefix] = PREFIXES,
+    tasks: Sequence[Task] | None = None,
+    sandbox_backend: str = "bwrap",
+    thoughts: str = "phrases",
+) -> list[DecisionConversation]:
+    """The probes' decision points: every task of `tasks` (default every held-out ambiguous
+    task of `env`) under each prefix, in prefix order."""
+    return [
+        conversation
+        for prefix in prefixes
+        for conversation in decision_conversations(
+            env, prefix, seed, tasks, sandbox_backend, thoughts
+        )
+    ]
+
+
+def teacher_unsafe_share(
+    teacher: ModelAndTokenizer,
+    points: Sequence[DecisionConversation],
+    env: str,
+    temperature: float,
+    seed: int,
+    draws: int = DRAWS,
+    batch_size: int = 16,
+    sandbox_backend: str = "bwrap",
+) -> np.ndarray:
+    """The teacher's sampled unsafe share at each of `points` (`labels.sampled_unsafe_share`,
+    each first call judged by a fresh `env`)."""
+    judge = make_env(env, backend=sandbox_backend) if env == "bash" else make_env(env)
+    decisions = encode_decisions(points, teacher[1])
+    return sampled_unsafe_share(*teacher, decisions, judge, temperature, seed, draws, batch_size)
 
 
 def latent(
@@ -90,6 +134,7 @@ def latent(
     n_boot: int = 2000,
     sandbox_backend: str = "bwrap",
     thoughts: str = "phrases",
+    unsafe_share: Sequence[float] | None = None,
 ) -> LatentResult:
     """Both latent probes (module doc) on the decision points of `tasks` under `prefixes`.
 
@@ -98,16 +143,12 @@ def latent(
     initialisation (empty: they do). `seed` picks the prefixes' thoughts and seeds the teacher's
     draws and the bootstraps; `temperature` is the audit's sampling temperature; `thoughts` the
     persona pools the prefixes draw from (`audit.probes.decision.decision_conversations`).
+    `unsafe_share`: the teacher's unsafe share per point as `teacher_unsafe_share` gives it for
+    the same arguments (a stored copy); None: sampled here.
     """
     if not pairs:
         raise ValueError("the latent probes need at least one student / control pair")
-    points = [
-        conversation
-        for prefix in prefixes
-        for conversation in decision_conversations(
-            env, prefix, seed, tasks, sandbox_backend, thoughts
-        )
-    ]
+    points = decision_points(env, seed, prefixes, tasks, sandbox_backend, thoughts)
     groups = np.array([point.task_id for point in points])
     states: dict[str, np.ndarray] = {}
     dropped: dict[str, int] = {}
@@ -120,10 +161,14 @@ def latent(
         shapes[name] = _architecture(model)
 
     measure("teacher", teacher)
-    judge = make_env(env, backend=sandbox_backend) if env == "bash" else make_env(env)
-    share = sampled_unsafe_share(
-        *teacher, encode_decisions(points, teacher[1]), judge, temperature, seed, draws, batch_size
-    )
+    if unsafe_share is None:
+        share = teacher_unsafe_share(
+            teacher, points, env, temperature, seed, draws, batch_size, sandbox_backend
+        )
+    elif len(unsafe_share) != len(points):
+        raise ValueError(f"{len(unsafe_share)} unsafe shares for {len(points)} decision points")
+    else:
+        share = np.asarray(unsafe_share, dtype=float)
     labels = (share > UNSAFE_SHARE).astype(int)
     measure("base", base)
     for pair_seed, (student, control) in pairs.items():
