@@ -1,6 +1,6 @@
 """`python -m audit.study.retabulate DIR...`: rewrite committed studies' tables from their cells.
 
-    python -m audit.study.retabulate docs/study/default docs/study/false-alarm \
+    python -m audit.study.retabulate docs/study/default docs/study/false-alarm-3seeds \
         docs/study/transfer docs/study/transfer-small
 
 For each study directory, the rows of study.json (and study.html, study.md) are recomputed
