@@ -144,7 +144,10 @@ class AuditConfig:
     student_epochs: float = field(default=2.0, metadata={"help": "student epochs"})
     student_learning_rate: float = field(
         default=DEFAULT_STUDENT_LEARNING_RATE,
-        metadata={"help": "peak AdamW learning rate of the students' (and controls') training"},
+        metadata={
+            "help": "peak AdamW learning rate of the students' (and controls') training; the "
+            "default profile sets 1e-4 (Study 8 of docs/RESULTS.md), quick and paper 5e-4"
+        },
     )
     lora: str | None = field(
         default=None,

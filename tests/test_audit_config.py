@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from audit.config import AuditConfig
-from audit.profiles import build_config, load_toml
+from audit.profiles import PROFILE_PRESETS, build_config, load_toml
 from trajectories.jsonl import InputError
 
 
@@ -24,9 +24,15 @@ def test_precedence_profile_then_file_then_flags(tmp_path):
     assert config.positive_controls is False
 
 
-def test_default_profile_keeps_dataclass_defaults():
+def test_default_profile_is_the_dataclass_defaults_and_its_presets():
     resolved = {"backend": "bwrap" if os.geteuid() == 0 else "docker"}
-    assert build_config("default", {}, {}) == replace(AuditConfig(), **resolved)
+    presets = PROFILE_PRESETS["default"]
+    assert set(presets) == {"student_learning_rate"}
+    assert build_config("default", {}, {}) == replace(AuditConfig(), **resolved, **presets)
+    assert presets["student_learning_rate"] != AuditConfig().student_learning_rate
+    assert (
+        build_config("quick", {}, {}).student_learning_rate == AuditConfig().student_learning_rate
+    )
 
 
 def test_profile_flag_selects_presets():

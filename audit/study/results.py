@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from audit.config import AuditConfig, parse_embedded
 from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
+from audit.profiles import profile_values
 from audit.report.exit_codes import ExitCode, failure_exit
 from audit.study.defence_summary import by_outcome, check_power, defence_summary, stoppable
 from audit.study.markdown import reflow
@@ -45,6 +46,9 @@ class StudySpec:
     name: str
     grid: str
 
+
+DEFAULTS = profile_values("default")
+"""The config fields as the default profile sets them."""
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout holding this module (its studies/ has the grids)."""
@@ -294,7 +298,7 @@ def render_results(docs: Path) -> str:
         safe_choice=safe_choice(studies["safe-templates"]),
         recipe=recipe_choice(
             studies["student-recipe"],
-            (AuditConfig().student_learning_rate, AuditConfig().rollouts),
+            (DEFAULTS["student_learning_rate"], DEFAULTS["rollouts"]),
         ),
         api_undecided=undecided_share(
             [studies[name] for name in ("defences", "safe-templates", "canary")], "api"
