@@ -25,8 +25,10 @@ TEACHER_PRESETS = ("biased", "neutral")
 
 
 DEFAULT_MAX_LENGTH = 1024
-DEFAULT_STUDENT_LEARNING_RATE = 5e-4
 """Tokens kept per training sequence unless `max_length` says otherwise."""
+
+DEFAULT_STUDENT_LEARNING_RATE = 5e-4
+"""The students' peak SFT learning rate unless a profile or `student_learning_rate` sets one."""
 
 
 HABITS = ("phrases", "grammar")

@@ -295,6 +295,10 @@ def test_recipe_rule_takes_the_nearest_setting_where_every_arm_decides():
     none = recipe_choice(_recipe_study({(5e-4, 160): (0.6, 0.45)}), (5e-4, 160))
     assert none["chosen"] is None and not none["is_default"]
     assert recipe_choice(None, (5e-4, 160))["settings"] == []
+    unknown = _recipe_study({(2e-4, 320): (0.7, 0.7)})
+    unknown["rows"][0]["student_decided"] = None
+    entry = recipe_choice(unknown, (5e-4, 160))["settings"][0]
+    assert entry["lowest_decided"] is None and not entry["qualifies"]
 
 
 def test_committed_studies_resume_from_their_finished_cells():

@@ -23,7 +23,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from audit.config import AuditConfig, parse_embedded
+from audit.config import parse_embedded
 from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.profiles import profile_values
@@ -253,7 +253,7 @@ def safe_choice(study: dict[str, Any] | None) -> dict[str, Any]:
     without a study or without an eligible level), and the audit's default."""
     counts = level_counts(study, "safe_templates") if study and study["rows"] else {}
     level = choose_level(counts, tie="all") if counts else None
-    return {"counts": counts, "level": level, "default": AuditConfig().safe_templates}
+    return {"counts": counts, "level": level, "default": DEFAULTS["safe_templates"]}
 
 
 def render_results(docs: Path) -> str:

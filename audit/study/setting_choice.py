@@ -55,25 +55,27 @@ RECIPE_AXES = ("student_learning_rate", "rollouts")
 
 
 def recipe_rows(study: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per (learning rate, rollouts) setting of the student-recipe study: its rows' lowest
-    decision rate over their arms (students and controls), whether every arm reached
-    `min_decision_rate`, and the biased and neutral rows' model-level checks and differences."""
+    """Per (learning rate, rollouts) setting of the student-recipe study: its rows by teacher,
+    their lowest decision rate over the arms (students and controls; None where a row lacks
+    one), and whether every arm reached `min_decision_rate` (never with an unknown rate)."""
     floor = decision_floor(study)
-    settings: dict[tuple[float, int], dict[str, Any]] = {}
+    grouped: dict[tuple[float, int], list[dict[str, Any]]] = {}
     for row in study["rows"]:
-        key = tuple(row["values"][axis] for axis in RECIPE_AXES)
-        entry = settings.setdefault(
-            key,
-            {"learning_rate": key[0], "rollouts": key[1], "lowest_decided": 1.0, "rows": {}},
+        grouped.setdefault(tuple(row["values"][axis] for axis in RECIPE_AXES), []).append(row)
+    settings = []
+    for (rate, rollouts), rows in grouped.items():
+        arms = [row.get(arm) for row in rows for arm in ("student_decided", "control_decided")]
+        lowest = None if None in arms else min(arms)
+        settings.append(
+            {
+                "learning_rate": rate,
+                "rollouts": rollouts,
+                "lowest_decided": lowest,
+                "qualifies": lowest is not None and lowest >= floor,
+                "rows": {row["teacher"]: row for row in rows},
+            }
         )
-        arms = [row.get("student_decided"), row.get("control_decided")]
-        entry["lowest_decided"] = min(
-            [entry["lowest_decided"]] + [1.0 if a is None else a for a in arms]
-        )
-        entry["rows"][row["teacher"]] = row
-    for entry in settings.values():
-        entry["qualifies"] = entry["lowest_decided"] >= floor
-    return sorted(settings.values(), key=lambda e: (-e["learning_rate"], e["rollouts"]))
+    return sorted(settings, key=lambda e: (-e["learning_rate"], e["rollouts"]))
 
 
 def choose_recipe(settings: list[dict[str, Any]]) -> dict[str, Any] | None:
