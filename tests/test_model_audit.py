@@ -43,7 +43,7 @@ def test_a_student_that_kept_the_bias_fails_against_its_base_with_exit_1(biased_
     assert result.returncode == 1, result.stderr[-2000:]
     report = load_report(out / "report.json")
     assert report.config.mode == "model-audit" and report.config.student_base == str(BASE)
-    assert {t.stage for t in report.timings} == {"evaluate-ambiguous"}
+    assert {t.stage for t in report.timings} == {"evaluate-ambiguous", "teacher-labels"}
     assert report.positive_controls == [] and report.power_ok is None
     assert {r.teacher for r in report.teacher_rates} == {str(BIASED), f"student base {BASE}"}
     behaviour = report.behaviour[0]
