@@ -1,13 +1,17 @@
-"""Sizes of the embedded tiny Llama family and a seeded constructor for fresh models."""
+"""Sizes of the embedded tiny Llama family and a seeded constructor for fresh models.
+
+torch and transformers load only when a model is built, so the sizes can be checked (a bad
+`--base` refused) in a second."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from typing import TYPE_CHECKING
 
 from audit.models.chat_template import BOS, END, PAD, SPECIAL_TOKENS
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig, LlamaForCausalLM
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class ModelSize:
 
     def llama_config(self, vocab_size: int) -> LlamaConfig:
         """The `LlamaConfig` of this size for `vocab_size` tokens, embeddings tied."""
+        from transformers import LlamaConfig
+
         return LlamaConfig(
             vocab_size=vocab_size,
             hidden_size=self.hidden_size,
@@ -69,6 +75,9 @@ def build_model(size: str | ModelSize, vocab_size: int, seed: int) -> LlamaForCa
     The caller's torch random state is left untouched. Token ids for pad, bos and eos are those
     `train_tokenizer` assigns to `<|pad|>`, `<|bos|>` and `<|end|>`.
     """
+    import torch
+    from transformers import LlamaForCausalLM
+
     if isinstance(size, str):
         if size not in MODEL_SIZES:
             raise ValueError(f"unknown model size {size!r}; choose from {', '.join(MODEL_SIZES)}")

@@ -146,12 +146,13 @@ def run_study(
 ) -> dict[str, Any]:
     """Run every unfinished cell of `grid` on `executor` (default: local, one at a time) and
     write study.json / .html / .md from the finished cells' reports, in grid order; with
-    `finished_only`, run nothing and list the unfinished cells as pending."""
+    `finished_only`, run nothing and list the unfinished cells as pending. The grid is read
+    (and a bad one refused) before torch and TRL load."""
+    cells = load_grid(grid)
     from rich.progress import Progress
 
     from audit.training.trl_setup import disable_progress_bars
 
-    cells = load_grid(grid)
     if quiet:
         disable_progress_bars()
     out.mkdir(parents=True, exist_ok=True)
