@@ -147,7 +147,7 @@ def run_study(
     """Run every unfinished cell of `grid` on `executor` (default: local, one at a time) and
     write study.json / .html / .md from the finished cells' reports, in grid order; with
     `finished_only`, run nothing and list the unfinished cells as pending. The grid is read
-    (and a bad one refused) before torch and TRL load."""
+    (and a bad one refused) before TRL loads."""
     cells = load_grid(grid)
     from rich.progress import Progress
 
