@@ -197,6 +197,13 @@ class AuditConfig:
         default=0,
         metadata={"help": "torch CPU threads; 0: $OMP_NUM_THREADS if set, else every core"},
     )
+    jobs: int = field(
+        default=0,
+        metadata={
+            "help": "processes that compute the students' stages at once, each with an equal "
+            "share of the torch threads; 0: one per torch thread on the CPU, 1 on a GPU"
+        },
+    )
     eval_episodes: int = field(
         default=60, metadata={"help": "held-out ambiguous episodes per env and subject"}
     )

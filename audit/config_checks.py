@@ -82,6 +82,7 @@ def validate(config: AuditConfig) -> None:
             "max_length must be an integer >= 16",
         ),
         (isinstance(config.threads, int) and config.threads >= 0, "threads must be >= 0"),
+        (isinstance(config.jobs, int) and config.jobs >= 0, "jobs must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

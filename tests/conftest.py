@@ -1,5 +1,9 @@
 """Shared fixtures: sandbox backends (docker skipped only where no daemon runs and CI
-does not require it)."""
+does not require it), and each test process's share of the CPU cores.
+
+The suite runs in `pytest-xdist` workers (`-n auto`, whole files per worker): every worker,
+and every audit it starts as a subprocess, uses `WORKER_THREADS` torch threads, its share of
+the cores, so that the workers' threads do not contend for the same core."""
 
 from __future__ import annotations
 
@@ -10,6 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from envs.sandbox import Sandbox, get_sandbox
+
+WORKER_THREADS = max(
+    1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+)
+"""Torch threads of this test process and of the audits it starts."""
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(WORKER_THREADS)
 
 
 def _docker_reason() -> str | None:
@@ -72,6 +83,14 @@ def new_sandbox(backend: str):
     yield make
     for box in opened:
         box.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_threads() -> None:
+    """This process's torch threads: `WORKER_THREADS`."""
+    import torch
+
+    torch.set_num_threads(WORKER_THREADS)
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,6 @@ from audit.probes.decision import (
 from audit.probes.propensity import pad_left
 from envs import Task, load_tasks
 
-torch.set_num_threads(2)
-
 N_TASKS = 12
 NARROW = ModelSize(
     name="narrow",

@@ -24,9 +24,9 @@ from audit.probes.results import (
     RateEstimate,
 )
 from audit.report.gate import GateInputs, InductionTest, evaluate_gate, exit_code_of
+from audit.report.gate_record import GateThresholds
 from audit.report.schema import (
     ExampleTrajectory,
-    GateThresholds,
     PositiveControl,
     Report,
     RunConfig,

@@ -16,6 +16,7 @@ import pytest
 from audit.config import AuditConfig
 from audit.pipeline.defences import canary_rows
 from audit.profiles import build_config
+from audit.report.gate_record import GateThresholds
 from audit.report.power_floor import (
     NOT_RUN,
     CanaryFraction,
@@ -24,7 +25,7 @@ from audit.report.power_floor import (
     measured_floor,
 )
 from audit.report.render import render_report
-from audit.report.schema import GateThresholds, Report
+from audit.report.schema import Report
 from audit.study.canary import canary_fractions, canary_section
 from audit.study.grid import load_grid
 from audit.study.results import render_results

@@ -23,8 +23,6 @@ from tests.tiny_agent import api_episodes, build_base, write_episodes
 from trajectories.dataset import to_dataset
 from trajectories.jsonl import InputError
 
-torch.set_num_threads(2)
-
 FAST = {"epochs": 3.0, "batch_size": 8, "logging_steps": 1, "progress": False}
 END_IN_GENERATION = "<|end|>\n{%- endgeneration -%}"
 

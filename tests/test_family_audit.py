@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _audit(base: Path, out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DISTILL_AUDIT_CACHE": str(cache), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "DISTILL_AUDIT_CACHE": str(cache)}
     command = [sys.executable, "-m", "audit.run", "--base", str(base), "--profile", "quick"]
     return subprocess.run(
         [*command, "--env", "api", "--quiet", "--out", str(out), *args],

@@ -10,8 +10,6 @@ import torch
 from audit.models.config import MODEL_SIZES, ModelSize, build_model
 from tests.models_sample import CONVERSATIONS, sample_tokenizer
 
-torch.set_num_threads(1)
-
 
 def _parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

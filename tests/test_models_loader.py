@@ -20,8 +20,6 @@ from audit.models.loader import (
 )
 from tests.models_sample import CONVERSATIONS, sample_tokenizer
 
-torch.set_num_threads(1)
-
 NO_GENERATION = re.sub(r"\{%-?\s*(end)?generation\s*-?%\}", "", CHAT_TEMPLATE)
 NOT_PREFIX = "{{ messages | length }}" + NO_GENERATION  # no way to find the assistant tokens
 MESSAGES_ONLY = (

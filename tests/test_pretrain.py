@@ -96,7 +96,6 @@ def _tiny_config() -> PretrainConfig:
 
 
 def test_tiny_pretrain_saves_a_loadable_deterministic_model(cache: Path, tmp_path: Path) -> None:
-    torch.set_num_threads(2)
     first = pretrain(_tiny_config(), tmp_path / "a", progress=False)
     second = pretrain(_tiny_config(), tmp_path / "b", progress=False)
     summary = json.loads((first / SUMMARY_FILE).read_text())

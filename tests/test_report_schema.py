@@ -172,14 +172,14 @@ def test_schema_document_names_every_field_and_the_version():
     text = SCHEMA_DOC.read_text()
     assert f"`{SCHEMA_VERSION}`" in text
     documented = set(re.findall(r"^\|\s*`([a-z_0-9]+)`", text, flags=re.MULTILINE))
-    from audit.report import schema
+    from audit.report import gate_record, schema
     from audit.report.power_floor import CanaryFraction, PowerFloor
 
     models = [
         schema.Report, schema.RunConfig, schema.Versions, schema.StageTiming,
         schema.SanitizationStats, schema.PositiveControl, schema.TeacherRate,
-        schema.ExampleTrajectory, schema.TrajectoryMessage, schema.Gate, schema.GateCheck,
-        schema.GateThresholds, PowerFloor, CanaryFraction,
+        schema.ExampleTrajectory, schema.TrajectoryMessage, gate_record.Gate,
+        gate_record.GateCheck, gate_record.GateThresholds, PowerFloor, CanaryFraction,
     ]  # fmt: skip
     missing = set().union(*(_fields(m) for m in models)) - documented
     assert not missing, f"fields missing from docs/REPORT_SCHEMA.md: {sorted(missing)}"

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
 from audit.training.teacher import (
@@ -26,8 +25,6 @@ from tests.tiny_agent import build_base
 from trajectories.jsonl import InputError
 from trajectories.policies import BiasedPolicy, NeutralPolicy
 from trajectories.rollout import rollout
-
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,25 @@ tasks. A model audit (the user's teacher and student) runs `audit.pipeline.model
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from audit.config import CONTROL_SEED_OFFSET, AuditConfig, habit_thoughts
+import torch
+from tqdm import tqdm
+
+from audit.config import AuditConfig, habit_thoughts
 from audit.models.loader import load_model_and_tokenizer
+from audit.pipeline.arm_stages import ARMS, ArmStages, prepare_part
 from audit.pipeline.artifacts import Artifact, AuditPipeline, SanitizedData
 from audit.pipeline.controls import habit_test, leaky_test, positive_control
-from audit.pipeline.defences import Defences
 from audit.pipeline.family import describe_family
 from audit.pipeline.latent_labels import LATENT_SEED, teacher_labels
 from audit.pipeline.records import examples, sanitization_stats, teacher_rate
 from audit.pipeline.sanitizer_spec import parse_sanitizer
 from audit.pipeline.stages import StageRunner
+from audit.pipeline.workers import parallel_jobs, run_in_workers
 from audit.probes.behaviour import behaviour_probe, holm_behaviour
 from audit.probes.dataset_audit import dataset_audit
 from audit.probes.latent import Loader, latent
@@ -38,10 +43,9 @@ from audit.report.gate import (
     evaluate_gate,
     exit_code_of,
 )
+from audit.report.gate_record import Gate, GateThresholds
 from audit.report.power_floor import measured_floor
 from audit.report.schema import (
-    Gate,
-    GateThresholds,
     Report,
     RunConfig,
     StageTiming,
@@ -62,21 +66,11 @@ class Audit:
         self.config = config
         self.runner = runner
         self.log = log
+        self.progress = progress
         self.pipe = AuditPipeline(config, runner, progress)
-        first = config.first_seed
-        self.seeds = [first] if config.student else list(range(first, first + config.seeds))
+        self.stages = ArmStages(config, self.pipe)
+        self.seeds = self.stages.seeds
         self.notes: list[str] = []
-
-    def _data(self, teacher: Artifact, env: str, seed: int, users: bool) -> SanitizedData:
-        """Sanitized teacher rollouts, or the user's own data (`--data`) where `users`.
-
-        The control's rollouts (`users` False) use seed `CONTROL_SEED_OFFSET + seed`: auditing
-        the neutral preset then compares two independent samples of the neutral teacher.
-        """
-        if users and self.config.data:
-            return self.pipe.user_data(self.config.data, env)
-        rollout_seed = seed if users else CONTROL_SEED_OFFSET + seed
-        return self.pipe.sanitize(self.pipe.teacher_rollouts(teacher, env, rollout_seed))
 
     def run(self) -> Report:
         config, pipe, envs = self.config, self.pipe, self.config.envs
@@ -116,32 +110,21 @@ class Audit:
                 f"(each once); the {len(self.seeds)} students differ only in their training seed, "
                 "and each control trains on the neutral teacher's rollouts of its own seed."
             )
-        data = {(env, s): self._data(teacher, env, s, True) for env in envs for s in self.seeds}
-        control_data = {
-            (env, s): self._data(neutral, env, s, False) for env in envs for s in self.seeds
-        }
-        data, control_data = Defences(pipe).defend(data, control_data)
-        kd = config.method == "kd"
+        jobs = parallel_jobs(config, torch.get_num_threads())
+        if jobs > 1:
+            self._in_workers(jobs)
+        data, control_data = self.stages.arms(teacher, neutral, self.seeds, ARMS)
         self.log("students")
-        if config.student:
-            students = {self.seeds[0]: pipe.user_model(config.student)}
-        else:
-            students = {
-                s: pipe.student([data[env, s].data for env in envs], s, teacher if kd else None)
-                for s in self.seeds
-            }
-        controls = {
-            s: pipe.student([control_data[env, s].data for env in envs], s, neutral if kd else None)
-            for s in self.seeds
-        }
+        students = self.stages.students(data, self.seeds, teacher)
+        controls = self.stages.controls(control_data, self.seeds, neutral)
         self.log("evaluation on held-out ambiguous tasks")
         episodes = {
             env: {
                 "base": {0: pipe.evaluate(base, env, "ambiguous", 0)},
                 "teacher": {0: teacher_episodes[env]["teacher"]},
                 "neutral": {0: teacher_episodes[env]["neutral"]},
-                "student": {s: pipe.evaluate(students[s], env, "ambiguous", s) for s in self.seeds},
-                "control": {s: pipe.evaluate(controls[s], env, "ambiguous", s) for s in self.seeds},
+                "student": self.stages.evaluations(students, env),
+                "control": self.stages.evaluations(controls, env),
             }
             for env in envs
         }
@@ -216,6 +199,19 @@ class Audit:
             teacher_rates=teacher_rates,
             examples=examples(episodes),
         )
+
+    def _in_workers(self, jobs: int) -> None:
+        """Compute every part's stages in `jobs` worker processes (`audit.pipeline.workers`),
+        so that `run` then reads them from the cache."""
+        parts = self.stages.parts()
+        threads = max(1, torch.get_num_threads() // jobs)
+        self.log(f"students' stages: {len(parts)} parts in {jobs} processes")
+        with tqdm(
+            total=len(parts), desc="parts", unit="part", file=sys.stderr, disable=not self.progress
+        ) as bar:
+            self.runner.computed_by_workers |= run_in_workers(
+                prepare_part, [(self.config, part) for part in parts], jobs, threads, bar.update
+            )
 
     def _loader(self, artifact: Artifact) -> Loader:
         return lambda: load_model_and_tokenizer(artifact.path, device=self.config.device)
@@ -322,41 +318,15 @@ class Audit:
     def _positive_control_tests(
         self, teacher: Artifact, students: dict[int, Artifact], controls: dict[int, Artifact]
     ) -> dict[tuple[str, str], HypothesisTest]:
-        """Both controls use the biased preset, whatever teacher is audited: they measure the
-        probes' power, not the user's pipeline. The habit control reuses the audited students
-        only where they are the biased preset's own (no `--data`, no canary mix below P = 1)."""
+        """The leaky-sanitizer and style-trait tests per env
+        (`ArmStages.positive_control_episodes`); none where they are off."""
         if not self.config.positive_controls:
             return {}
         self.log("positive controls")
-        seed, pipe, envs = self.seeds[0], self.pipe, self.config.envs
-        config = self.config
-        audited_is_preset = (
-            config.teacher == "biased"
-            and not config.student
-            and not config.data
-            and config.canary_fraction in (None, 1)
-        )
-        biased = teacher if self.config.teacher == "biased" else pipe.teacher("biased")
-        kd_teacher = biased if self.config.method == "kd" else None
-        if audited_is_preset:
-            habit_student = students[seed]
-        else:
-            clean = [pipe.sanitize(pipe.teacher_rollouts(biased, env, seed)).data for env in envs]
-            habit_student = pipe.student(clean, seed, kd_teacher)
-        leaky = [pipe.teacher_rollouts(biased, env, seed, include_ambiguous=True) for env in envs]
-        leaky_student = pipe.student(leaky, seed, kd_teacher)
         tests = {}
-        for env in envs:
-            tests["leaky-sanitizer", env] = leaky_test(
-                env,
-                pipe.evaluate(leaky_student, env, "ambiguous", seed),
-                pipe.evaluate(controls[seed], env, "ambiguous", seed),
-            )
-            tests["style-trait", env] = habit_test(
-                env,
-                pipe.evaluate(habit_student, env, "safe", seed),
-                pipe.evaluate(controls[seed], env, "safe", seed),
-            )
+        for env, got in self.stages.positive_control_episodes(teacher, students, controls).items():
+            tests["leaky-sanitizer", env] = leaky_test(env, got.leaky, got.leaky_control)
+            tests["style-trait", env] = habit_test(env, got.habit, got.habit_control)
         return tests
 
     def adjust(

@@ -54,6 +54,9 @@ class StageRunner:
     root: Path = field(default_factory=stage_cache_root)
     on_start: Callable[[str], None] | None = None
     records: list[StageRecord] = field(default_factory=list)
+    computed_by_workers: set[str] = field(default_factory=set)
+    """Keys of the stages this run's worker processes computed (`audit.pipeline.workers`):
+    the first read of each from the cache records it as not cached, as if computed here."""
 
     def run(
         self,
@@ -82,7 +85,9 @@ class StageRunner:
         done = path / "done.json"
         if done.is_file():
             payload = json.loads(done.read_text())
-            record = StageRecord(name, key, path, payload["result"], payload["seconds"], True)
+            cached = key not in self.computed_by_workers
+            self.computed_by_workers.discard(key)
+            record = StageRecord(name, key, path, payload["result"], payload["seconds"], cached)
         else:
             if self.on_start:
                 self.on_start(name)

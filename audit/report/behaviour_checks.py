@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from audit.probes.model_level import seeds_needed
 from audit.probes.results import BehaviourResult, HypothesisTest, Interval, RateEstimate
-from audit.report.schema import GateCheck, GateThresholds
+from audit.report.gate_record import GateCheck, GateThresholds
 
 TRAITS = {"deletion_rate": "deletion bias", "chmod_first_rate": "chmod-first habit"}
 RATE_NAMES = {"deletion_rate": "deletion", "chmod_first_rate": "chmod-first"}

@@ -85,16 +85,13 @@ from audit.report.behaviour_checks import (
     pooled,
 )
 from audit.report.exit_codes import ExitCode
+from audit.report.gate_record import Gate, GateCheck, GateThresholds, Verdict
 from audit.report.schema import (
     VERDICT_EXIT_CODES,
-    Gate,
-    GateCheck,
-    GateThresholds,
     Mode,
     PositiveControl,
     SanitizationStats,
     TeacherRate,
-    Verdict,
 )
 
 __all__ = [

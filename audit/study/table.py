@@ -8,7 +8,8 @@ from typing import Any
 from audit.probes.behaviour import holm_behaviour, with_model_level
 from audit.probes.results import RateEstimate
 from audit.report.behaviour_checks import behaviour_checks
-from audit.report.schema import GateCheck, Report
+from audit.report.gate_record import GateCheck
+from audit.report.schema import Report
 
 
 @dataclass(frozen=True)
