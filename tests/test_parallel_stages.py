@@ -21,7 +21,7 @@ from audit.pipeline.stages import StageRunner
 from audit.pipeline.workers import parallel_jobs
 from audit.profiles import build_config
 from tests.conftest import require_backend
-from tests.test_termination import TERMINATED_LINE, start, terminate, wait_for
+from tests.test_termination import TERMINATED_LINE, spawned_children, start, terminate, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = (
@@ -120,26 +120,12 @@ def test_two_workers_give_the_report_of_one_process(tmp_path):
     }
 
 
-def _workers(parent: int) -> list[int]:
-    """The spawned worker processes of `parent`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and b"spawn_main" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
-
-
 @pytest.mark.slow
 def test_sigterm_stops_the_workers_and_closes_their_sandboxes(tmp_path):
     require_backend("bwrap")
     args = ["--teacher", "biased", "--profile", "quick", "--jobs", "2"]
     proc = start("audit.run", *args, "--out", str(tmp_path / "out"), root=tmp_path)
-    workers = wait_for(proc, lambda: _workers(proc.pid), timeout=900)
+    workers = wait_for(proc, lambda: spawned_children(proc.pid), timeout=900)
     sandboxes = lambda: list((tmp_path / "tmp").glob("distill-audit-ws-*"))  # noqa: E731
     wait_for(proc, sandboxes)
     stderr = terminate(proc)

@@ -79,8 +79,9 @@ def test_sigterm_closes_the_running_audits_sandboxes(tmp_path, backend):
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def cell_processes(parent: int) -> list[int]:
-    """The `--jobs` cell processes (multiprocessing spawn children) of `parent`."""
+def spawned_children(parent: int) -> list[int]:
+    """The multiprocessing spawn children of `parent`: a study's `--jobs` cells, an audit's
+    worker processes."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -94,7 +95,7 @@ def cell_processes(parent: int) -> list[int]:
 
 
 def both_cells(parent: int) -> list[int]:
-    found = cell_processes(parent)
+    found = spawned_children(parent)
     return found if len(found) == 2 else []
 
 
