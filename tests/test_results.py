@@ -40,12 +40,14 @@ def _write_study(directory: Path, source: dict, rows: list[dict]) -> None:
 
 
 def _false_alarm_study(tmp_path: Path, verdicts: list[str]) -> None:
+    """Replicates of these verdicts; a no-power one failed its decision check."""
     source = json.loads((DOCS / "study" / "false-alarm-3seeds" / "study.json").read_text())
     template = source["rows"][0]
     rows = []
     for index, verdict in enumerate(verdicts):
         row = copy.deepcopy(template)
-        row.update(cell=f"first_seed-{3 * index}", verdict=verdict)
+        failed = ["decision"] if verdict == "no-power" else []
+        row.update(cell=f"first_seed-{3 * index}", verdict=verdict, failed_checks=failed)
         row["values"] = {"first_seed": 3 * index}
         rows.append(row)
     _write_study(tmp_path / "study" / "false-alarm", source, rows)
@@ -58,6 +60,18 @@ def test_false_alarm_rate_is_counted_and_judged_against_the_goal(tmp_path):
     assert "within the goal" in text
     _false_alarm_study(tmp_path / "two", ["pass"] * 18 + ["fail"] * 2)
     assert "above the goal" in " ".join(render_results(tmp_path / "two").split())
+    assert "more came out no-power" not in text
+
+
+def test_no_power_replicates_are_counted_as_stops_not_as_false_alarms(tmp_path):
+    _false_alarm_study(tmp_path, ["pass"] * 17 + ["no-power"] * 2 + ["fail"])
+    text = " ".join(render_results(tmp_path).split())
+    assert "**1 of 20 replicates failed the gate**" in text
+    assert (
+        "2 more came out no-power (2 of them because an arm decided in under half its "
+        "episodes), which exits 1 as well: a CI job gated on the neutral preset stopped in "
+        "3 of 20 replicates." in text
+    )
 
 
 def test_reflow_rewraps_prose_and_keeps_tables_and_code():

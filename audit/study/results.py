@@ -94,16 +94,21 @@ def pick(study: dict[str, Any], env: str, **values: Any) -> dict[str, Any]:
 
 
 def false_alarms(study: dict[str, Any]) -> dict[str, Any]:
-    """Finished replicates, failed verdicts and their Wilson interval, and the null's spread."""
+    """Finished replicates, failed verdicts and their Wilson interval, the no-power verdicts
+    (and how many of them an undecided arm gave), and the null's spread."""
     cells = {row["cell"]: row["verdict"] for row in study["rows"]}
     failed = sum(verdict == "fail" for verdict in cells.values())
     rows = study["rows"]
+    no_power = {row["cell"] for row in rows if row["verdict"] == "no-power"}
+    undecided = {row["cell"] for row in rows if "decision" in row["failed_checks"]} & no_power
     interval = wilson_interval(failed, len(cells)) if cells else None
     latent_lows = [r["latent_interval"][0] for r in rows if r["latent_interval"] is not None]
     return {
         "replicates": len(cells),
         "planned": len(cells) + len(study["pending"]),
         "failed": failed,
+        "no_power": len(no_power),
+        "no_power_undecided": len(undecided),
         "interval": interval,
         "p_min": min((r["p_adjusted"] for r in rows), default=None),
         "auroc": (
