@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from audit.config import AuditConfig
+from audit.cores import usable_cores
 from audit.profiles import build_config, load_toml
 from audit.report.exit_codes import ExitCode, failure_exit, raise_on_sigterm
 from trajectories.jsonl import InputError
@@ -112,12 +113,12 @@ def parse_config(argv: list[str] | None) -> tuple[AuditConfig, Path, bool]:
 
 def torch_threads(requested: int) -> int:
     """`requested` if positive, else `$OMP_NUM_THREADS` when set to a positive integer, else
-    every core; a malformed `$OMP_NUM_THREADS` is an `InputError`."""
+    every usable core (`audit.cores`); a malformed `$OMP_NUM_THREADS` is an `InputError`."""
     if requested > 0:
         return requested
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if not value:
-        return max(os.cpu_count() or 1, 1)
+        return usable_cores()
     if not value.isdigit() or int(value) < 1:
         raise InputError(f"OMP_NUM_THREADS={value!r} is not a positive integer")
     return int(value)

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from audit.cores import usable_cores
 from envs.sandbox import Sandbox, get_sandbox
 
-WORKER_THREADS = max(
-    1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-)
+WORKER_THREADS = max(1, usable_cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 """Torch threads of this test process and of the audits it starts."""
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(WORKER_THREADS)

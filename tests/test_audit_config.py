@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -176,6 +179,20 @@ def test_threads_honour_omp_num_threads(monkeypatch):
         torch_threads(0)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert torch_threads(0) >= 1
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_default_threads_are_the_cores_this_process_may_run_on():
+    code = "from audit.run import torch_threads; print(torch_threads(0))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert pinned.stdout.strip() == "1"
 
 
 def test_seeds_with_a_user_student_is_refused(tmp_path):

@@ -138,6 +138,22 @@ def test_tabulated_rows_give_detections_rates_and_the_floor() -> None:
     )
 
 
+def test_the_power_table_counts_every_checks_failures_per_fraction() -> None:
+    rows = _grid_rows({0.25: 2, 1.0: 4})
+    table = {(c["env"], c["fraction"]): c for c in canary_section(rows)["checks"]}
+    assert set(table) == {(env, p) for env in ("api", "bash") for p in (0.25, 1.0)}
+    for (env, fraction), entry in table.items():
+        mine = [r for r in rows if r.env == env and r.values["canary_fraction"] == fraction]
+        assert entry["replicates"] == 5
+        assert list(entry["failed"])[:4] == ["behaviour", "latent", "dataset", "decision"]
+        for kind, n in entry["failed"].items():
+            assert n == sum(kind in r.failed_checks for r in mine)
+        assert entry["behaviour_outcomes"].get("fail", 0) == (2 if fraction == 0.25 else 4)
+        assert sum(entry["behaviour_outcomes"].values()) == 5
+        assert entry["latent_measured"] == sum(r.latent_gap is not None for r in mine)
+    assert table["api", 1.0]["failed"]["behaviour"] == 4
+
+
 def test_no_fraction_detected_in_80_percent_has_no_floor() -> None:
     section = canary_section(_grid_rows({0.25: 1, 1.0: 3}))
     assert section["floors"] == {"api": None, "bash": None}
@@ -230,6 +246,22 @@ def test_an_audit_at_the_canary_configuration_states_the_measured_floor(tmp_path
     assert measured_floor(neutral.to_dict(), "pipeline-test", studies).floor == 0.5
     model_audit = measured_floor(config, "model-audit", studies)
     assert model_audit.status == "not measured" and "model audit" in (model_audit.reason or "")
+
+
+def test_a_canary_study_with_pending_cells_states_no_floor(tmp_path: Path) -> None:
+    rows = [row for row in _grid_rows({0.5: 5, 1.0: 5}) if row.env == "api"]
+    study = _canary_study(rows)
+    study["pending"] = ["c0.1-0", "c0.1-1"]
+    path = tmp_path / "docs" / "study" / "canary" / "study.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(study))
+    config = build_config("quick", {**CANARY_SHARED, "env": "api"}, {}).to_dict()
+    floor = measured_floor(config, "pipeline-test", path.parents[1], root=tmp_path)
+    assert floor.status == "not measured" and floor.floor is None
+    assert floor.reason == (
+        "the canary study at this configuration (docs/study/canary/study.json) has 2 of its "
+        "12 cells still to run"
+    )
 
 
 def test_the_report_keeps_the_floor_out_of_the_gate_and_renders_it(tmp_path: Path) -> None:

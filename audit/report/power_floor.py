@@ -158,8 +158,9 @@ def measured_floor(
     config: dict[str, Any], mode: str, studies: Path = STUDY_DIR, root: Path | None = None
 ) -> PowerFloor:
     """The power floor of an audit with the resolved `config` (`AuditConfig.to_dict()`), read
-    from the first matching `studies/canary*/study.json` with a canary section (its path
-    relative to `root`, default the parent of `studies`' parent)."""
+    from the first matching `studies/canary*/study.json` with a canary section and no pending
+    cell (its path relative to `root`, default the parent of `studies`' parent); a matching
+    study with pending cells is named in the reason it is not measured."""
     if mode != "pipeline-test":
         return PowerFloor(
             status="not measured",
@@ -167,6 +168,7 @@ def measured_floor(
         )
     root = root or studies.parent.parent
     envs = ["api", "bash"] if config["env"] == "all" else [config["env"]]
+    reason = NOT_RUN
     for path in sorted(studies.glob("canary*/study.json")):
         study = json.loads(path.read_text())
         if not study.get("canary") or not _matches(study, config):
@@ -180,10 +182,17 @@ def measured_floor(
             continue
         where = path.resolve()
         shown = where.relative_to(root.resolve()) if where.is_relative_to(root.resolve()) else where
+        if study.get("pending"):
+            planned = len(study["pending"]) + study["totals"]["cells"]
+            reason = (
+                f"the canary study at this configuration ({shown}) has "
+                f"{len(study['pending'])} of its {planned} cells still to run"
+            )
+            continue
         return PowerFloor(
             status="measured",
             study=str(shown),
             floor=detection_floor(entries),
             per_fraction=entries,
         )
-    return PowerFloor(status="not measured", reason=NOT_RUN)
+    return PowerFloor(status="not measured", reason=reason)

@@ -1,8 +1,10 @@
 """The canary section of a study whose cells vary `canary_fraction`: per env and planted
 fraction, the replicates, how many detected the planted transfer (the cell's model-level
 behaviour check failed), the detection rate with its Wilson 95% interval and the mean
-student-minus-control difference; and per env the detection floor, the smallest fraction
-detected in at least `audit.report.power_floor.DETECTION_GOAL` of its replicates.
+student-minus-control difference; per env the detection floor, the smallest fraction
+detected in at least `audit.report.power_floor.DETECTION_GOAL` of its replicates; and the
+power of every check against each planted fraction: in how many replicates each kind of gate
+check failed.
 
 The replicates of an env and fraction are its finished cells, whatever their other axis
 values (e.g. `first_seed`); an audit's report reads the floor back through
@@ -23,6 +25,9 @@ from audit.report.power_floor import (
 from audit.study.table import CellRow
 
 AXIS = "canary_fraction"
+
+CHECKS = ("behaviour", "latent", "dataset", "decision")
+"""The gate check kinds whose failures the per-check power table counts, always listed."""
 
 
 def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
@@ -50,9 +55,34 @@ def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
     return entries
 
 
+def check_power(rows: list[CellRow]) -> list[dict[str, Any]]:
+    """Per env and planted fraction (in the order first seen): the replicates, the
+    model-level behaviour check's outcomes, in how many replicates the latent check was
+    measured (applicable, with a gap), and in how many each kind of gate check failed
+    (`CHECKS` first, then any other kind that failed)."""
+    groups: dict[tuple[str, float], list[CellRow]] = {}
+    for row in rows:
+        groups.setdefault((row.env, float(row.values[AXIS])), []).append(row)
+    kinds = list(CHECKS) + sorted({k for row in rows for k in row.failed_checks} - set(CHECKS))
+    out = []
+    for (env, fraction), group in groups.items():
+        outcomes = [row.model_check for row in group]
+        out.append(
+            {
+                "env": env,
+                "fraction": fraction,
+                "replicates": len(group),
+                "behaviour_outcomes": {o: outcomes.count(o) for o in dict.fromkeys(outcomes)},
+                "latent_measured": sum(row.latent_gap is not None for row in group),
+                "failed": {kind: sum(kind in row.failed_checks for row in group) for kind in kinds},
+            }
+        )
+    return out
+
+
 def canary_section(rows: list[CellRow]) -> dict[str, Any]:
-    """study.json's `canary`: the per-fraction entries, and per env its floor and the floor's
-    sentence."""
+    """study.json's `canary`: the per-fraction entries, per env its floor and the floor's
+    sentence, and the per-check power table (`check_power`)."""
     entries = canary_fractions(rows)
     envs = list(dict.fromkeys(entry.env for entry in entries))
     floors = {env: detection_floor([e for e in entries if e.env == env]) for env in envs}
@@ -63,4 +93,5 @@ def canary_section(rows: list[CellRow]) -> dict[str, Any]:
         "statements": {
             env: floor_statement(floors[env], [e for e in entries if e.env == env]) for env in envs
         },
+        "checks": check_power(rows),
     }

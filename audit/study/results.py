@@ -63,6 +63,7 @@ STUDIES = (
     StudySpec("safe-templates", "studies/safe-templates.toml"),
     StudySpec("canary", "studies/canary.toml"),
     StudySpec("student-recipe", "studies/student-recipe.toml"),
+    StudySpec("canary-default", "studies/canary-default.toml"),
 )
 
 
@@ -99,7 +100,7 @@ def false_alarms(study: dict[str, Any]) -> dict[str, Any]:
     cells = {row["cell"]: row["verdict"] for row in study["rows"]}
     failed = sum(verdict == "fail" for verdict in cells.values())
     rows = study["rows"]
-    no_power = {row["cell"] for row in rows if row["verdict"] == "no-power"}
+    no_power = {cell for cell, verdict in cells.items() if verdict == "no-power"}
     undecided = {row["cell"] for row in rows if "decision" in row["failed_checks"]} & no_power
     interval = wilson_interval(failed, len(cells)) if cells else None
     latent_lows = [r["latent_interval"][0] for r in rows if r["latent_interval"] is not None]
@@ -199,20 +200,21 @@ def defence_plan(transfer: dict[str, Any] | None) -> dict[str, Any]:
     return {"cells": len(cells), "per_cell": per_cell, "minutes": minutes}
 
 
-def canary_plan() -> dict[str, Any]:
-    """The canary grid of this checkout: its cells, planted fractions, replicates (cells per
-    env and fraction), seeds per arm and envs."""
+def canary_plan(grid: str) -> dict[str, Any]:
+    """A canary grid of this checkout (`grid` relative to it): its cells, planted fractions,
+    replicates (cells per fraction), seeds per arm and the envs each cell audits."""
     from audit.study.grid import load_grid
 
-    cells = load_grid(REPO / "studies" / "canary.toml")
+    cells = load_grid(REPO / grid)
     fractions = sorted({cell.config.canary_fraction for cell in cells})
-    envs = sorted({cell.config.env for cell in cells})
+    envs = {cell.config.env for cell in cells}
+    audited = sorted({e for env in envs for e in (("api", "bash") if env == "all" else (env,))})
     return {
         "cells": len(cells),
         "fractions": fractions,
         "replicates": len(cells) // (len(fractions) * len(envs)),
         "seeds": sorted({cell.config.seeds for cell in cells}),
-        "envs": envs,
+        "envs": audited,
     }
 
 
@@ -311,7 +313,11 @@ def render_results(docs: Path) -> str:
         defence_groups=by_outcome(defences),
         defence_baseline=stoppable(defences),
         defence_power=check_power(studies["defences"]) if studies["defences"] else {},
-        canary_plan=canary_plan(),
+        canary_plans={
+            spec.name: canary_plan(spec.grid)
+            for spec in STUDIES
+            if spec.name in ("canary", "canary-default")
+        },
         biased_aurocs=[r["dataset_auroc"] for r in biased if r["dataset_auroc"] is not None],
         biased_up=sum(r["student_rate"] > r["control_rate"] for r in biased),
         biased_rows=len(biased),

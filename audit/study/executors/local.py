@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from audit.cores import usable_cores
 from audit.report.exit_codes import TERMINATED, Terminated, raise_on_sigterm
 from audit.study.cells import Cell, attempt_cell, raise_cell_error, record_cell, run_cell
 from audit.study.executors.base import Executor, executor
@@ -58,7 +58,7 @@ class LocalExecutor(Executor):
                 advance()
             return
         width = min(jobs, len(cells)) or 1
-        threads = self.options.cpus_per_cell or max(1, len(os.sched_getaffinity(0)) // width)
+        threads = self.options.cpus_per_cell or max(1, usable_cores() // width)
         context = multiprocessing.get_context("spawn")
         queue = list(reversed(cells))
         running: dict[Any, tuple[Any, Cell]] = {}
