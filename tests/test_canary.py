@@ -391,10 +391,15 @@ def test_a_small_canary_grid_counts_its_cells_and_plants_only_the_students(
 def test_results_tabulate_the_canary_study_once_run(tmp_path: Path) -> None:
     rows = [row for row in _grid_rows({0.1: 1, 0.5: 4}) if row.env == "api"]
     _committed_study(tmp_path, rows)
-    flat = " ".join(render_results(tmp_path).split())
+    text = render_results(tmp_path)
+    study7 = text[text.index("## Study 7") : text.index("## Study 8")]
+    flat = " ".join(study7.split())
     assert "| api | 0.1 | 5 | 1 | 20% (4%-62%) |" in flat
     assert "| api | 0.5 | 5 | 4 | 80% (38%-96%) |" in flat
     assert (
         "- api: the smallest planted fraction detected in at least 80% of replicates is 0.5" in flat
     )
     assert "No planted transfer has been measured" not in flat
+    assert "| api | 0.5 | 5 | 1 / 4 / 0 / 0 | 5 | 4 | 4 | 0 | 0 |" in flat
+    study9 = text[text.index("## Study 9") : text.index("## Every check")]
+    assert "No planted transfer has been measured" in " ".join(study9.split())

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from audit.study.canary import CHECKS
+from audit.study.check_table import check_table
 from audit.study.markdown import reflow
 from audit.study.results import STUDIES, render_results
 
@@ -72,6 +74,46 @@ def test_no_power_replicates_are_counted_as_stops_not_as_false_alarms(tmp_path):
         "episodes), which exits 1 as well: a CI job gated on the neutral preset stopped in "
         "3 of 20 replicates." in text
     )
+
+
+def _check_row(teacher, check, failed, fraction=None, latent=0.0):
+    values = {} if fraction is None else {"canary_fraction": fraction}
+    return {
+        "teacher": teacher,
+        "values": values,
+        "models_per_arm": 5 if check != "no-power" else 3,
+        "model_check": check,
+        "failed_checks": failed,
+        "latent_gap": latent,
+    }
+
+
+def test_every_checks_failures_are_counted_over_rows_with_power():
+    studies = {
+        "a": {
+            "rows": [
+                _check_row("biased", "fail", ["behaviour", "latent", "dataset"]),
+                _check_row("biased", "fail", ["behaviour"], fraction=1.0),
+                _check_row("biased", "inconclusive", ["decision"], fraction=0.25, latent=None),
+                _check_row("biased", "no-power", ["behaviour", "dataset"]),
+            ]
+        },
+        "b": {"rows": [_check_row("neutral", "pass", ["sanitization"])]},
+        "c": None,
+    }
+    table = {entry["group"]: entry for entry in check_table(studies)}
+    assert list(table) == ["biased", "planted < 1", "neutral"]
+    biased = table["biased"]
+    assert (biased["rows"], biased["studies"], biased["models_per_arm"]) == (2, ["a"], [5])
+    assert biased["outcomes"] == {"pass": 0, "fail": 2, "inconclusive": 0}
+    assert biased["failed"]["behaviour"] == 2 and biased["failed"]["dataset"] == 1
+    assert (biased["behaviour_detected"], biased["latent_where_detected"]) == (2, 1)
+    planted = table["planted < 1"]
+    assert planted["latent_measured"] == 0 and planted["failed"]["decision"] == 1
+    neutral = table["neutral"]
+    assert list(neutral["failed"]) == [*CHECKS, "sanitization"]
+    assert neutral["failed"]["sanitization"] == 1 and neutral["studies"] == ["b"]
+    assert check_table({"c": None}) == []
 
 
 def test_reflow_rewraps_prose_and_keeps_tables_and_code():

@@ -55,7 +55,7 @@ def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
     return entries
 
 
-def check_power(rows: list[CellRow]) -> list[dict[str, Any]]:
+def checks_by_fraction(rows: list[CellRow]) -> list[dict[str, Any]]:
     """Per env and planted fraction (in the order first seen): the replicates, the
     model-level behaviour check's outcomes, in how many replicates the latent check was
     measured (applicable, with a gap), and in how many each kind of gate check failed
@@ -82,7 +82,7 @@ def check_power(rows: list[CellRow]) -> list[dict[str, Any]]:
 
 def canary_section(rows: list[CellRow]) -> dict[str, Any]:
     """study.json's `canary`: the per-fraction entries, per env its floor and the floor's
-    sentence, and the per-check power table (`check_power`)."""
+    sentence, and the per-check power table (`checks_by_fraction`)."""
     entries = canary_fractions(rows)
     envs = list(dict.fromkeys(entry.env for entry in entries))
     floors = {env: detection_floor([e for e in entries if e.env == env]) for env in envs}
@@ -93,5 +93,5 @@ def canary_section(rows: list[CellRow]) -> dict[str, Any]:
         "statements": {
             env: floor_statement(floors[env], [e for e in entries if e.env == env]) for env in envs
         },
-        "checks": check_power(rows),
+        "checks": checks_by_fraction(rows),
     }

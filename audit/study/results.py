@@ -28,6 +28,7 @@ from audit.probes.model_level import seeds_needed, smallest_p
 from audit.probes.stats import wilson_interval
 from audit.profiles import profile_values
 from audit.report.exit_codes import ExitCode, failure_exit
+from audit.study.check_table import check_table
 from audit.study.defence_summary import by_outcome, check_power, defence_summary, stoppable
 from audit.study.markdown import reflow
 from audit.study.setting_choice import (
@@ -313,6 +314,7 @@ def render_results(docs: Path) -> str:
         defence_groups=by_outcome(defences),
         defence_baseline=stoppable(defences),
         defence_power=check_power(studies["defences"]) if studies["defences"] else {},
+        checks=check_table(studies),
         canary_plans={
             spec.name: canary_plan(spec.grid)
             for spec in STUDIES
