@@ -388,6 +388,22 @@ def test_a_small_canary_grid_counts_its_cells_and_plants_only_the_students(
         assert rows != teacher_rows[:planted] + neutral_rows[: len(rows) - planted]
 
 
+def test_results_say_when_the_largest_planted_dose_sits_under_the_margin(tmp_path: Path) -> None:
+    rows = [row for row in _grid_rows({0.5: 0, 1.0: 1}) if row.env == "api"]
+    rows = [
+        replace(row, difference=0.07 if row.values["canary_fraction"] == 1.0 else 0.03)
+        for row in rows
+    ]
+    _committed_study(tmp_path, rows)
+    text = " ".join(render_results(tmp_path).split())
+    assert (
+        "At P = 1 the students sat +7.0 points from their controls on average, under the gate's "
+        "margin of 10 points" in text
+    )
+    _committed_study(tmp_path / "large", [replace(row, difference=0.12) for row in rows])
+    assert "under the gate's margin" not in " ".join(render_results(tmp_path / "large").split())
+
+
 def test_results_tabulate_the_canary_study_once_run(tmp_path: Path) -> None:
     rows = [row for row in _grid_rows({0.1: 1, 0.5: 4}) if row.env == "api"]
     _committed_study(tmp_path, rows)
