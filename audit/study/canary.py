@@ -13,6 +13,7 @@ values (e.g. `first_seed`); an audit's report reads the floor back through
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from audit.probes.stats import wilson_interval
@@ -30,13 +31,24 @@ CHECKS = ("behaviour", "latent", "dataset", "decision")
 """The gate check kinds whose failures the per-check power table counts, always listed."""
 
 
-def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
-    """One entry per env and planted fraction of `rows` (in the order first seen)."""
+def failure_kinds(failed: Iterable[Iterable[str]]) -> list[str]:
+    """The check kinds a per-check table lists: `CHECKS`, then any other kind in `failed`
+    (each row's failed check kinds), sorted."""
+    return list(CHECKS) + sorted({kind for kinds in failed for kind in kinds} - set(CHECKS))
+
+
+def _by_fraction(rows: list[CellRow]) -> dict[tuple[str, float], list[CellRow]]:
+    """`rows` grouped by env and planted fraction, in the order first seen."""
     groups: dict[tuple[str, float], list[CellRow]] = {}
     for row in rows:
         groups.setdefault((row.env, float(row.values[AXIS])), []).append(row)
+    return groups
+
+
+def canary_fractions(rows: list[CellRow]) -> list[CanaryFraction]:
+    """One entry per env and planted fraction of `rows` (in the order first seen)."""
     entries = []
-    for (env, fraction), group in groups.items():
+    for (env, fraction), group in _by_fraction(rows).items():
         detected = sum(row.model_check == "fail" for row in group)
         differences = [row.difference for row in group if row.difference is not None]
         planted = [row.canary_planted for row in group if row.canary_planted is not None]
@@ -60,12 +72,9 @@ def checks_by_fraction(rows: list[CellRow]) -> list[dict[str, Any]]:
     model-level behaviour check's outcomes, in how many replicates the latent check was
     measured (applicable, with a gap), and in how many each kind of gate check failed
     (`CHECKS` first, then any other kind that failed)."""
-    groups: dict[tuple[str, float], list[CellRow]] = {}
-    for row in rows:
-        groups.setdefault((row.env, float(row.values[AXIS])), []).append(row)
-    kinds = list(CHECKS) + sorted({k for row in rows for k in row.failed_checks} - set(CHECKS))
+    kinds = failure_kinds(row.failed_checks for row in rows)
     out = []
-    for (env, fraction), group in groups.items():
+    for (env, fraction), group in _by_fraction(rows).items():
         outcomes = [row.model_check for row in group]
         out.append(
             {

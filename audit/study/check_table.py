@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit.study.canary import AXIS as CANARY_AXIS
-from audit.study.canary import CHECKS
+from audit.study.canary import failure_kinds
 
 GROUPS = ("biased", "planted < 1", "neutral")
 """The row groups, in the order the table lists them."""
@@ -33,7 +33,7 @@ def row_group(row: dict[str, Any]) -> str:
 def check_table(studies: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     """Per group with counted rows: the rows, the studies they come from and their models
     per arm, the behaviour outcomes, the rows where the latent check was measured, the
-    failures of every kind of check (`CHECKS` first), and of the rows whose behaviour check
+    failures of every kind of check (`failure_kinds`), and of the rows whose behaviour check
     detected transfer, how many the latent check flagged too."""
     rows = [
         (name, row)
@@ -42,8 +42,7 @@ def check_table(studies: dict[str, dict[str, Any] | None]) -> list[dict[str, Any
         for row in study["rows"]
         if row.get("models_per_arm") is not None and row["model_check"] != "no-power"
     ]
-    other = {kind for _, row in rows for kind in row["failed_checks"]} - set(CHECKS)
-    kinds = list(CHECKS) + sorted(other)
+    kinds = failure_kinds(row["failed_checks"] for _, row in rows)
     table = []
     for group in GROUPS:
         mine = [(name, row) for name, row in rows if row_group(row) == group]
